@@ -1,0 +1,1 @@
+"""Dial Up Deploy activator."""

@@ -1,0 +1,163 @@
+"""Everything wired in one place: resources set up through cleanup contexts, torn down in reverse, bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
+
+import aiohttp
+from aiohttp import web
+
+from activator.api import make_admin_app
+from activator.config import Config
+from activator.edge import HTTP, SUPERVISOR, make_edge_app
+from activator.proxy.caddy import CaddyAdmin, CaddyError, CaddyProcess, CaddyRouter, render
+from activator.runtime.docker import DockerRuntime
+from activator.store import Store
+from activator.supervisor import Supervisor
+
+log = logging.getLogger("dialup")
+
+CONFIG = web.AppKey("config", Config)
+STORE = web.AppKey("store", Store)
+RUNTIME = web.AppKey("runtime", DockerRuntime)
+CADDY = web.AppKey("caddy", CaddyAdmin)
+ROUTER = web.AppKey("router", CaddyRouter)
+
+TEARDOWN_LIMIT = 10.0  # seconds each resource gets to close
+CADDY_START_LIMIT = 15.0
+
+Context = Callable[[web.Application], AsyncIterator[None]]
+
+
+def bounded(ctx: Context) -> Context:
+    """A cleanup context whose teardown may take at most TEARDOWN_LIMIT seconds."""
+
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        gen = ctx(app)
+        await anext(gen)
+        yield
+        try:
+            async with asyncio.timeout(TEARDOWN_LIMIT):
+                await anext(gen, None)
+        except TimeoutError:
+            log.error("%s did not close within %gs", ctx.__name__, TEARDOWN_LIMIT)
+
+    run.__name__ = ctx.__name__
+    return run
+
+
+async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+    store = app[STORE] = Store(app[CONFIG].server.db_path)
+    await store.open()
+    yield
+    await store.close()
+
+
+async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+    runtime = app[RUNTIME] = DockerRuntime(app[CONFIG].server.name)
+    await runtime.open()
+    yield
+    await runtime.close()
+
+
+async def http_ctx(app: web.Application) -> AsyncIterator[None]:
+    # One pool for probes and forwarding; bodies pass through untouched (no decompression).
+    connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True)
+    app[HTTP] = aiohttp.ClientSession(connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar())
+    yield
+    await app[HTTP].close()
+
+
+async def caddy_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    admin = app[CADDY] = CaddyAdmin(config.caddy.admin)
+    await admin.open()
+    app[ROUTER] = CaddyRouter(admin, str(config.server.listen))
+    yield
+    await admin.close()
+
+
+async def supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
+    supervisor = app[SUPERVISOR] = Supervisor(
+        app[CONFIG], app[RUNTIME], app[ROUTER], app[STORE], app[HTTP], time.monotonic
+    )
+    app[RUNTIME].watch(supervisor.on_container_event)
+    await supervisor.adopt()
+    yield
+    await supervisor.close()
+
+
+async def admin_ctx(app: web.Application) -> AsyncIterator[None]:
+    path = app[CONFIG].server.admin_socket
+    with suppress(FileNotFoundError):
+        path.unlink()
+    runner = web.AppRunner(make_admin_app(app[SUPERVISOR]), access_log=None)
+    await runner.setup()
+    await web.UnixSite(runner, str(path)).start()
+    os.chmod(path, 0o600)
+    yield
+    await runner.cleanup()
+
+
+def build_app(config: Config) -> web.Application:
+    app = make_edge_app()
+    app[CONFIG] = config
+    app.cleanup_ctx.extend(
+        bounded(c)
+        for c in (
+            store_ctx,
+            runtime_ctx,
+            http_ctx,
+            caddy_ctx,
+            supervisor_ctx,
+            admin_ctx,
+        )
+    )
+    return app
+
+
+async def ensure_caddy(config: Config, admin: CaddyAdmin) -> None:
+    if await admin.alive():
+        log.info("using the Caddy already answering at %s", config.caddy.admin)
+        return
+    if not config.caddy.manage:
+        raise CaddyError(f"Caddy's admin API at {config.caddy.admin} does not answer, and caddy.manage = false")
+    CaddyProcess(config).start()
+    await admin.wait_alive(CADDY_START_LIMIT)
+
+
+async def serve(config: Config, ready: Callable[[], None] | None = None) -> None:
+    """`dialup up`: run until SIGINT or SIGTERM. Caddy and running containers are left running."""
+    config.server.system_dir.mkdir(parents=True, exist_ok=True)
+    app = build_app(config)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=TEARDOWN_LIMIT)
+    await runner.setup()
+    try:
+        listen = config.server.listen
+        await web.TCPSite(runner, listen.host, listen.port, backlog=1024).start()
+        # Caddy gets routes only once the activator it falls back to is listening.
+        await ensure_caddy(config, app[CADDY])
+        supervisor = app[SUPERVISOR]
+        running = supervisor.running()
+        await app[CADDY].load(render(config, running))
+        app[ROUTER].loaded({s.name: running.get(s.name) for s in config.sites})
+        supervisor.start_persistent()
+        log.info(
+            "ready: %d sites, activator on %s, Caddy serving %s", len(config.sites), listen, config.caddy.http_listen
+        )
+        if ready is not None:
+            ready()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down; Caddy and running sites keep serving")
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,139 @@
+"""The `dialup` command: up, check, caddy-config, status, down."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from activator.config import Config, ConfigError, load_config
+from activator.errors import RuntimeUnavailable
+from activator.proxy.caddy import CaddyAdmin, CaddyError, render
+from activator.runtime.docker import DockerRuntime
+from activator.store import Store
+
+EXIT_BAD_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dialup", description="Scale-to-zero Docker sites behind Caddy.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("up", "run the activator in the foreground (starts Caddy when caddy.manage = true)"),
+        ("check", "validate the config file"),
+        ("caddy-config", "print the Caddy JSON config dialup would load"),
+        ("status", "print every site's state, container, memory limit and starts"),
+        ("down", "stop every site's container and the Caddy that dialup manages"),
+    ):
+        cmd = sub.add_parser(name, help=text, description=text)
+        cmd.add_argument("-c", "--config", required=True, help="the TOML config file")
+        if name == "status":
+            cmd.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+async def _status(config: Config) -> list[dict[str, Any]]:
+    runtime = DockerRuntime(config.server.name, workers=2)
+    await runtime.open()
+    store = Store(config.server.db_path)
+    await store.open()
+    try:
+        stats = await store.start_stats()
+        rows = []
+        for site in config.sites:
+            found = await runtime.find(site)
+            stat = stats.get(site.name)
+            rows.append(
+                {
+                    "name": site.name,
+                    "state": (found.status or "created") if found else "missing",
+                    "container_id": found.id[:12] if found else None,
+                    "host_port": found.host_port if found else None,
+                    "memory_limit": site.memory_limit,
+                    "strategy": site.strategy.value,
+                    "starts": stat.starts if stat else 0,
+                    "last_start_ms": round(stat.last_start_ms) if stat and stat.last_start_ms is not None else None,
+                }
+            )
+        return rows
+    finally:
+        await store.close()
+        await runtime.close()
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    cols = ["name", "state", "container_id", "memory_limit", "strategy", "starts", "last_start_ms"]
+    shown = [
+        [("-" if r[c] is None else f"{r[c] // 2**20}MiB" if c == "memory_limit" else str(r[c])) for c in cols]
+        for r in rows
+    ]
+    widths = [max(len(c), *(len(row[i]) for row in shown)) for i, c in enumerate(cols)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for row in shown:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+async def _down(config: Config) -> None:
+    runtime = DockerRuntime(config.server.name, workers=4)
+    await runtime.open()
+    try:
+        found = [await runtime.find(site) for site in config.sites]
+        await asyncio.gather(*(runtime.stop(c.id, 10) for c in found if c is not None and c.running))
+    finally:
+        await runtime.close()
+    if config.caddy.manage:
+        admin = CaddyAdmin(config.caddy.admin)
+        await admin.open()
+        try:
+            if await admin.alive():
+                await admin.request("POST", "/stop")
+        finally:
+            await admin.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"dialup: bad config: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "check":
+            print(f"{config.path}: ok, {len(config.sites)} sites")
+        elif args.command == "caddy-config":
+            sys.stdout.buffer.write(orjson.dumps(render(config, {}), option=orjson.OPT_INDENT_2) + b"\n")
+        elif args.command == "status":
+            rows = asyncio.run(_status(config))
+            if args.json:
+                sys.stdout.buffer.write(orjson.dumps({"sites": rows}, option=orjson.OPT_INDENT_2) + b"\n")
+            else:
+                _print_table(rows)
+        elif args.command == "down":
+            asyncio.run(_down(config))
+        elif args.command == "up":
+            from activator.app import serve
+
+            try:
+                import uvloop
+
+                uvloop.install()
+            except ImportError:  # pragma: no cover - uvloop is a dependency, but the loop works without it
+                pass
+            asyncio.run(serve(config))
+    except (RuntimeUnavailable, CaddyError) as exc:
+        print(f"dialup: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,333 @@
+"""One TOML file -> frozen dataclasses, validated once; every error names the file, the key and the value."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from activator.model import Kind, Strategy
+
+T = TypeVar("T")
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+_HOST = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class ConfigError(Exception):
+    """A bad config file: which file, which key, which value, and what is wrong with it."""
+
+    def __init__(self, path: Path | str, key: str, value: object, problem: str) -> None:
+        self.path, self.key, self.value, self.problem = str(path), key, value, problem
+        shown = "(missing)" if value is _MISSING else repr(value)
+        super().__init__(f"{self.path}: {key} = {shown}: {problem}")
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "(missing)"
+
+
+_MISSING: Any = _Missing()
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    state_dir: Path = Path("/var/lib/dialup")
+    listen: HostPort = HostPort("127.0.0.1", 9000)
+    # Labels every container with this name, so several deployments (or test runs) share one engine.
+    name: str = "dialup"
+
+    @property
+    def system_dir(self) -> Path:
+        return self.state_dir / "system"
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.system_dir / "dialup.sock"
+
+    @property
+    def db_path(self) -> Path:
+        return self.system_dir / "dialup.db"
+
+
+@dataclass(frozen=True)
+class CaddyConfig:
+    http_listen: str = ":80"
+    admin: str = "unix//run/dialup/caddy-admin.sock"
+    manage: bool = True
+    binary: str = "caddy"
+    automatic_https: bool = False
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    name: str
+    hosts: tuple[str, ...]
+    image: str
+    port: int
+    kind: Kind = Kind.STATIC
+    strategy: Strategy = Strategy.LAZY
+    start_timeout: float = 30.0
+    health_path: str = "/"
+    memory: int = 0  # bytes; 0 means the kind's default
+    max_waiting: int = 1000
+    command: tuple[str, ...] | None = None
+    env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def memory_limit(self) -> int:
+        return self.memory or self.kind.default_memory
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    server: ServerConfig = field(default_factory=ServerConfig)
+    caddy: CaddyConfig = field(default_factory=CaddyConfig)
+    sites: tuple[SiteConfig, ...] = ()
+
+    def site(self, name: str) -> SiteConfig:
+        return next(s for s in self.sites if s.name == name)
+
+
+def parse_duration(text: object) -> float:
+    if isinstance(text, bool):
+        raise ValueError("expected a duration like '30s' or '500ms'")
+    if isinstance(text, int | float):
+        return float(text)
+    m = _DURATION.match(str(text).strip())
+    if not m:
+        raise ValueError("expected a duration like '30s' or '500ms'")
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+
+
+def parse_size(text: object) -> int:
+    if isinstance(text, bool):
+        raise ValueError("expected a size like '64MiB'")
+    if isinstance(text, int):
+        return text
+    m = _SIZE.match(str(text).strip())
+    if not m:
+        raise ValueError("expected a size like '64MiB' (units are binary, as in Docker)")
+    unit = (m.group(2) or "b")[0].lower()
+    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_listen(text: object) -> HostPort:
+    if not isinstance(text, str) or ":" not in text:
+        raise ValueError("expected 'host:port'")
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected 'host:port' with a port from 1 to 65535")
+    return HostPort(host or "127.0.0.1", int(port))
+
+
+class _Table:
+    """Reads one TOML table, naming every key it complains about by its full dotted path."""
+
+    def __init__(self, path: Path, prefix: str, data: object) -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(path, prefix, data, "expected a table")
+        self.path, self.prefix, self.data = path, prefix, dict(data)
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def get(self, name: str, convert: Callable[[Any], T], default: T | Any = _MISSING) -> T:
+        value = self.data.pop(name, _MISSING)
+        if value is _MISSING:
+            if default is _MISSING:
+                raise ConfigError(self.path, self.key(name), value, "is required")
+            return default
+        try:
+            return convert(value)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(self.path, self.key(name), value, str(exc)) from None
+
+    def done(self) -> None:
+        for name, value in self.data.items():
+            raise ConfigError(self.path, self.key(name), value, "unknown key")
+
+
+def _typed(kind: type[T], what: str) -> Callable[[Any], T]:
+    def check(value: Any) -> T:
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise TypeError(f"expected {what}")
+        return value
+
+    return check
+
+
+def _enum(kind: type[T]) -> Callable[[Any], T]:
+    def convert(value: Any) -> T:
+        try:
+            return kind(value)  # type: ignore[call-arg]
+        except ValueError:
+            options = " | ".join(str(m.value) for m in kind)  # type: ignore[attr-defined]
+            raise ValueError(f"expected one of {options}") from None
+
+    return convert
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError("expected lowercase letters, digits and '-' (at most 40), like 'blog'")
+    return value
+
+
+def _hosts(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise TypeError("expected a non-empty list of host names")
+    hosts = []
+    for host in value:
+        if not isinstance(host, str) or not _HOST.match(host.lower()):
+            raise ValueError(f"{host!r} is not a host name (no scheme, no port)")
+        hosts.append(host.lower())
+    return tuple(hosts)
+
+
+def _port(value: Any) -> int:
+    port = _typed(int, "a port number")(value)
+    if not 0 < port < 65536:
+        raise ValueError("expected a port from 1 to 65535")
+    return port
+
+
+def _positive(parse: Callable[[Any], T]) -> Callable[[Any], T]:
+    def convert(value: Any) -> T:
+        result = parse(value)
+        if result <= 0:  # type: ignore[operator]
+            raise ValueError("must be greater than zero")
+        return result
+
+    return convert
+
+
+def _path_value(value: Any) -> str:
+    text = _typed(str, "a path starting with '/'")(value)
+    if not text.startswith("/"):
+        raise ValueError("expected a path starting with '/'")
+    return text
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError("expected a list of strings")
+    return tuple(value)
+
+
+def _env(value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+        raise TypeError("expected a table of strings")
+    return tuple(sorted(value.items()))
+
+
+def _listen_text(value: Any) -> str:
+    parse_listen(value)  # validates; Caddy takes the text as it is (":80" means every address)
+    return str(value)
+
+
+def _caddy_admin(value: Any) -> str:
+    text = _typed(str, "'unix//path/to.sock' or 'host:port'")(value)
+    if text.startswith("unix//"):
+        return text
+    parse_listen(text)
+    return text
+
+
+# Keys a [defaults] table may set for every site, with how each is read.
+_INHERITED: dict[str, Callable[[Any], Any]] = {
+    "kind": _enum(Kind),
+    "strategy": _enum(Strategy),
+    "start_timeout": _positive(parse_duration),
+    "health_path": _path_value,
+    "max_waiting": _positive(_typed(int, "a whole number")),
+}
+_BUILTIN = SiteConfig(name="-", hosts=(), image="-", port=1)
+
+
+def _site(path: Path, index: int, data: object, inherited: dict[str, Any]) -> SiteConfig:
+    t = _Table(path, f"sites[{index}]", data)
+    site = SiteConfig(
+        name=t.get("name", _name),
+        hosts=t.get("hosts", _hosts),
+        image=t.get("image", _typed(str, "an image reference like 'blog:latest'")),
+        port=t.get("port", _port),
+        memory=t.get("memory", _positive(parse_size), 0),
+        command=t.get("command", _strings, None),
+        env=t.get("env", _env, ()),
+        **{key: t.get(key, convert, inherited[key]) for key, convert in _INHERITED.items()},
+    )
+    t.done()
+    return site
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate a config file, or raise ConfigError naming the file, key and value."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(path, "(file)", str(path), "no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "(syntax)", str(exc), "not valid TOML") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, "(file)", str(path), str(exc)) from None
+    root = _Table(path, "", raw)
+
+    s = _Table(path, "server", root.get("server", dict, {}))
+    base = ServerConfig()
+    server = ServerConfig(
+        state_dir=Path(s.get("state_dir", _path_value, str(base.state_dir))),
+        listen=s.get("listen", parse_listen, base.listen),
+        name=s.get("name", _name, base.name),
+    )
+    s.done()
+
+    c = _Table(path, "caddy", root.get("caddy", dict, {}))
+    cb = CaddyConfig()
+    caddy = CaddyConfig(
+        http_listen=c.get("http_listen", _listen_text, cb.http_listen),
+        admin=c.get("admin", _caddy_admin, cb.admin),
+        manage=c.get("manage", _typed(bool, "true or false"), cb.manage),
+        binary=c.get("binary", _typed(str, "a program name or path"), cb.binary),
+        automatic_https=c.get("automatic_https", _typed(bool, "true or false"), cb.automatic_https),
+    )
+    c.done()
+
+    d = _Table(path, "defaults", root.get("defaults", dict, {}))
+    inherited = {key: d.get(key, convert, getattr(_BUILTIN, key)) for key, convert in _INHERITED.items()}
+    d.done()
+
+    raw_sites = root.get("sites", _typed(list, "an array of [[sites]] tables"), [])
+    sites = tuple(_site(path, i, data, inherited) for i, data in enumerate(raw_sites))
+    root.done()
+
+    seen_names: set[str] = set()
+    seen_hosts: dict[str, str] = {}
+    for i, site in enumerate(sites):
+        if site.name in seen_names:
+            raise ConfigError(path, f"sites[{i}].name", site.name, "duplicate site name")
+        seen_names.add(site.name)
+        for host in site.hosts:
+            if host in seen_hosts:
+                raise ConfigError(path, f"sites[{i}].hosts", host, f"host already used by site {seen_hosts[host]!r}")
+            seen_hosts[host] = site.name
+    return Config(path=path, server=server, caddy=caddy, sites=sites)

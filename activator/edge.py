@@ -1,0 +1,186 @@
+"""The listener Caddy falls back to: find the site by Host, hold the request while it starts, forward it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from activator.errors import SiteUnavailable
+from activator.metrics import EDGE_REQUESTS
+from activator.supervisor import Site, Supervisor
+
+log = logging.getLogger(__name__)
+
+SUPERVISOR = web.AppKey("supervisor", Supervisor)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+
+# RFC 9110 7.6.1: meaningful for one connection only, never forwarded.
+HOP_BY_HOP = frozenset(
+    h.lower()
+    for h in (
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "Proxy-Connection",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+    )
+)
+WS_HANDSHAKE = frozenset(
+    h.lower()
+    for h in (
+        "Sec-WebSocket-Key",
+        "Sec-WebSocket-Version",
+        "Sec-WebSocket-Extensions",
+        "Sec-WebSocket-Protocol",
+    )
+)
+# No total timeout: held and streamed responses may last; a dead upstream is caught at connect.
+ROUTE_WAIT = 5.0  # seconds a WebSocket waits for its site's route switch before connecting anyway
+FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5)
+
+
+def unavailable(exc: SiteUnavailable) -> web.Response:
+    return web.Response(
+        status=503,
+        text=f"site {exc.site!r} is unavailable: {exc.reason}\n",
+        headers={"Retry-After": str(exc.retry_after), "Cache-Control": "no-store"},
+    )
+
+
+def upstream_headers(request: web.Request, drop: frozenset[str] = frozenset()) -> CIMultiDict[str]:
+    connection_tokens = {t.strip().lower() for t in request.headers.get("Connection", "").split(",")}
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in request.headers.items():
+        low = name.lower()
+        if low not in HOP_BY_HOP and low not in connection_tokens and low not in drop:
+            headers.add(name, value)
+    # Behind Caddy these are already set, and the app sees the same values cold as warm;
+    # for a request that came straight here, describe this hop.
+    headers.setdefault("X-Forwarded-For", request.remote or "")
+    headers.setdefault("X-Forwarded-Proto", request.scheme)
+    headers.setdefault("X-Forwarded-Host", request.host)
+    return headers
+
+
+def response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    connection_tokens = {t.strip().lower() for t in upstream.get("Connection", "").split(",")}
+    return CIMultiDict(
+        (k, v) for k, v in upstream.items() if k.lower() not in HOP_BY_HOP and k.lower() not in connection_tokens
+    )
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    supervisor = request.app[SUPERVISOR]
+    site = supervisor.site_for_host(request.host)
+    if site is None:
+        EDGE_REQUESTS.labels("", "unknown_host").inc()
+        return web.Response(status=404, text=f"unknown host {request.host!r}\n")
+    name = site.config.name
+    try:
+        response = await _forward_with_retry(request, supervisor, site)
+    except SiteUnavailable as exc:
+        EDGE_REQUESTS.labels(name, "unavailable").inc()
+        return unavailable(exc)
+    EDGE_REQUESTS.labels(name, "forwarded").inc()
+    return response
+
+
+async def _forward_with_retry(request: web.Request, supervisor: Supervisor, site: Site) -> web.StreamResponse:
+    # A refused connection means the container went away since we last looked: nothing of the request
+    # was sent yet, so look again (restarting it if need be) and send it once more.
+    for attempt in range(2):
+        port = await supervisor.acquire(site)
+        try:
+            if request.headers.get("Upgrade", "").lower() == "websocket":
+                await supervisor.wait_routed(site, ROUTE_WAIT)
+                return await _websocket(request, port)
+            return await _http(request, port)
+        except aiohttp.ClientConnectorError:
+            await supervisor.suspect(site, port)
+            if attempt:
+                raise SiteUnavailable(site.config.name, "its container refuses connections") from None
+        except aiohttp.ServerDisconnectedError:
+            raise SiteUnavailable(site.config.name, "it closed the connection without answering") from None
+    raise AssertionError("unreachable")
+
+
+async def _http(request: web.Request, port: int) -> web.StreamResponse:
+    http = request.app[HTTP]
+    url = f"http://127.0.0.1:{port}{request.rel_url}"
+    body = request.content if request.body_exists else None
+    async with http.request(
+        request.method,
+        url,
+        headers=upstream_headers(request),
+        data=body,
+        allow_redirects=False,
+        timeout=FORWARD_TIMEOUT,
+        skip_auto_headers=("User-Agent", "Accept-Encoding"),
+    ) as upstream:
+        response = web.StreamResponse(
+            status=upstream.status, reason=upstream.reason, headers=response_headers(upstream.headers)
+        )
+        if upstream.content_length is not None and "Content-Length" in upstream.headers:
+            response.content_length = upstream.content_length
+        await response.prepare(request)
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+
+async def _websocket(request: web.Request, port: int) -> web.StreamResponse:
+    http = request.app[HTTP]
+    url = f"http://127.0.0.1:{port}{request.rel_url}"
+    protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+    try:
+        upstream = await http.ws_connect(
+            url,
+            headers=upstream_headers(request, WS_HANDSHAKE),
+            protocols=protocols,
+            autoping=False,
+            max_msg_size=0,
+            timeout=aiohttp.ClientWSTimeout(ws_close=10),
+        )
+    except aiohttp.WSServerHandshakeError as exc:
+        return web.Response(status=exc.status, text=f"{exc.message}\n")
+    async with upstream:
+        client = web.WebSocketResponse(
+            protocols=[upstream.protocol] if upstream.protocol else (), autoping=False, max_msg_size=0
+        )
+        await client.prepare(request)
+        await asyncio.gather(_pump(client, upstream), _pump(upstream, client))
+        return client
+
+
+async def _pump(
+    src: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    dst: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+) -> None:
+    async for msg in src:
+        if dst.closed:
+            break
+        if msg.type is WSMsgType.TEXT:
+            await dst.send_str(msg.data)
+        elif msg.type is WSMsgType.BINARY:
+            await dst.send_bytes(msg.data)
+        elif msg.type is WSMsgType.PING:
+            await dst.ping(msg.data)
+        elif msg.type is WSMsgType.PONG:
+            await dst.pong(msg.data)
+    if not dst.closed:
+        await dst.close(code=src.close_code or 1000)
+
+
+def make_edge_app() -> web.Application:
+    app = web.Application(client_max_size=0)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app

@@ -1,0 +1,49 @@
+"""Domain errors: small classes with data. The edge turns them into HTTP answers; nothing else does."""
+
+from __future__ import annotations
+
+
+class RuntimeUnavailable(Exception):
+    """The container engine cannot be reached at all."""
+
+
+class SiteUnavailable(Exception):
+    """A request for a configured site cannot be served now; `reason` is one line for the client."""
+
+    retry_after = 5
+
+    def __init__(self, site: str, reason: str) -> None:
+        self.site, self.reason = site, reason
+        super().__init__(f"{site}: {reason}")
+
+
+class StartFailed(SiteUnavailable):
+    """The container could not be started, or exited before it answered."""
+
+
+class ImageMissing(StartFailed):
+    def __init__(self, site: str, image: str) -> None:
+        self.image = image
+        super().__init__(site, f"image {image!r} is not on this host; build or pull it first")
+
+
+class StartTimeout(SiteUnavailable):
+    def __init__(self, site: str, timeout: float) -> None:
+        self.timeout = timeout
+        super().__init__(site, f"did not answer within its start_timeout of {timeout:g}s")
+
+
+class QueueFull(SiteUnavailable):
+    retry_after = 1
+
+    def __init__(self, site: str, limit: int) -> None:
+        self.limit = limit
+        super().__init__(site, f"{limit} requests are already waiting for this site to start")
+
+
+class ContainerGone(Exception):
+    """The container the activator knew of was removed behind its back."""
+
+    def __init__(self, container_id: str) -> None:
+        self.container_id = container_id
+        super().__init__(f"container {container_id[:12]} no longer exists")

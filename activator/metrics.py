@@ -1,0 +1,25 @@
+"""Prometheus metrics, defined once and shared by the modules that count."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry()
+
+EDGE_REQUESTS = Counter(
+    "dialup_edge_requests",
+    "Requests that reached the activator's edge listener",
+    ["site", "outcome"],
+    registry=REGISTRY,
+)
+STARTS = Counter("dialup_starts", "Container starts", ["site", "outcome"], registry=REGISTRY)
+START_SECONDS = Histogram(
+    "dialup_start_seconds",
+    "From start decision to the site answering its health probe",
+    ["site"],
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30),
+    registry=REGISTRY,
+)
+WAITING = Gauge("dialup_waiting_requests", "Requests held while their site starts", ["site"], registry=REGISTRY)
+DOCKER_CALLS = Counter("dialup_docker_calls", "Calls made to the Docker Engine API", ["op"], registry=REGISTRY)
+ROUTE_CHANGES = Counter("dialup_route_changes", "Caddy route switches", ["site", "target"], registry=REGISTRY)

@@ -1,0 +1,59 @@
+"""The shared vocabulary: kinds, strategies, states, and what a running site is reached at."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+MiB = 1024 * 1024
+
+
+class Kind(enum.StrEnum):
+    STATIC = "static"
+    NODE = "node"
+    ASTRO = "astro"
+    NEXT = "next"
+
+    @property
+    def default_memory(self) -> int:
+        return _DEFAULT_MEMORY[self]
+
+
+_DEFAULT_MEMORY = {
+    Kind.STATIC: 64 * MiB,
+    Kind.NODE: 256 * MiB,
+    Kind.ASTRO: 128 * MiB,
+    Kind.NEXT: 512 * MiB,
+}
+
+
+class Strategy(enum.StrEnum):
+    LAZY = "lazy"  # started by the first request, stopped when idle
+    PERSISTENT = "persistent"  # started with the activator, kept running
+
+
+class SiteState(enum.StrEnum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+
+
+@dataclass(frozen=True)
+class Container:
+    """What the runtime knows of one site's container."""
+
+    id: str
+    running: bool
+    host_port: int | None  # the published port on 127.0.0.1, known while running
+    exit_code: int | None = None
+    status: str = ""  # the engine's word: created, running, paused, exited, ...
+
+
+@dataclass(frozen=True)
+class ContainerEvent:
+    """A state change reported by the engine's event stream."""
+
+    container_id: str
+    site: str
+    action: str  # "start", "die", "oom", "destroy", ...
+    exit_code: int | None = None

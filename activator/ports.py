@@ -1,0 +1,41 @@
+"""The interfaces the supervisor needs; adapters (Docker, Caddy, SQLite) implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from activator.config import SiteConfig
+from activator.model import Container, ContainerEvent
+
+Clock = Callable[[], float]  # monotonic seconds
+
+
+class ContainerRuntime(Protocol):
+    async def find(self, site: SiteConfig) -> Container | None: ...
+
+    async def create(self, site: SiteConfig) -> Container: ...
+
+    async def start(self, site: SiteConfig, container_id: str) -> Container:
+        """Start the container and return it with its published port (running=False if it already died)."""
+        ...
+
+    async def stop(self, container_id: str, grace: float) -> None: ...
+
+    async def last_log_line(self, container_id: str) -> str: ...
+
+    def watch(self, on_event: Callable[[ContainerEvent], None]) -> None:
+        """Call on_event (on the event loop) for every state change of this deployment's containers."""
+        ...
+
+
+class Router(Protocol):
+    async def route(self, site: SiteConfig, host_port: int | None) -> None:
+        """Send the site's traffic to its container on host_port, or to the activator when None."""
+        ...
+
+
+class EventLog(Protocol):
+    async def record(
+        self, site: str, kind: str, cause: str, duration_ms: float | None = None, detail: str = ""
+    ) -> None: ...

@@ -1,0 +1,209 @@
+"""Caddy: render its JSON config, push it over the admin API, and (when managed) run the caddy binary."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from activator.config import CaddyConfig, Config, SiteConfig
+from activator.metrics import ROUTE_CHANGES
+
+log = logging.getLogger(__name__)
+
+SERVER = "dialup"
+# While a container is marked failed after a refused dial, Caddy sends its site's requests to the activator.
+FAIL_DURATION = "2s"
+
+
+class CaddyError(Exception):
+    pass
+
+
+def proxy_id(site: str) -> str:
+    return f"dialup-proxy-{site}"
+
+
+def _upstreams(activator: str, host_port: int | None) -> list[dict[str, str]]:
+    # The activator is always the last upstream: a refused dial to the container falls through to it.
+    container = [{"dial": f"127.0.0.1:{host_port}"}] if host_port is not None else []
+    return [*container, {"dial": activator}]
+
+
+def site_route(site: SiteConfig, activator: str, host_port: int | None) -> dict[str, Any]:
+    return {
+        "@id": f"dialup-site-{site.name}",
+        "match": [{"host": list(site.hosts)}],
+        "handle": [
+            {
+                "@id": proxy_id(site.name),
+                "handler": "reverse_proxy",
+                "upstreams": _upstreams(activator, host_port),
+                "load_balancing": {
+                    "selection_policy": {"policy": "first"},
+                    "try_duration": "5s",
+                    "try_interval": "5ms",
+                },
+                "health_checks": {"passive": {"fail_duration": FAIL_DURATION, "max_fails": 1}},
+                # Caddy 2.6 closes the body before retrying on the next upstream; buffering keeps a POST whole
+                # when a crashed container's dial fails over to the activator (DESIGN: known traps).
+                "buffer_requests": True,
+                # No flush_interval: on Caddy 2.6, -1 makes every config reload cancel in-flight requests.
+            }
+        ],
+        "terminal": True,
+    }
+
+
+def admin_config(caddy: CaddyConfig) -> dict[str, Any]:
+    admin: dict[str, Any] = {"listen": caddy.admin, "config": {"persist": False}}
+    if caddy.admin.startswith("unix//"):
+        # Over a unix socket our client says "Host: localhost"; Caddy checks it against the allowed origins.
+        admin["origins"] = ["localhost"]
+    return admin
+
+
+def render(config: Config, running: Mapping[str, int]) -> dict[str, Any]:
+    """The whole Caddy config: one route per site (to its container when running), then a 404."""
+    activator = str(config.server.listen)
+    routes = [site_route(site, activator, running.get(site.name)) for site in config.sites]
+    routes.append({"handle": [{"handler": "static_response", "status_code": 404, "body": "unknown host\n"}]})
+    server: dict[str, Any] = {"listen": [config.caddy.http_listen], "routes": routes}
+    if not config.caddy.automatic_https:
+        server["automatic_https"] = {"disable": True}
+    return {
+        "admin": admin_config(config.caddy),
+        "storage": {"module": "file_system", "root": str(config.server.state_dir / "caddy")},
+        "apps": {"http": {"servers": {SERVER: server}}},
+    }
+
+
+class CaddyAdmin:
+    """A client of Caddy's admin API, over a unix socket ("unix//path") or TCP ("host:port")."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def socket_path(self) -> Path | None:
+        return Path(self.address.removeprefix("unix/")) if self.address.startswith("unix//") else None
+
+    async def open(self) -> None:
+        path = self.socket_path
+        if path is not None:
+            connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=str(path))
+            self._base = "http://localhost"
+        else:
+            connector = aiohttp.TCPConnector()
+            self._base = f"http://{self.address}"
+        self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def request(self, method: str, path: str, body: object = None) -> Any:
+        assert self._session is not None, "CaddyAdmin.open() first"
+        data = orjson.dumps(body) if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        async with self._session.request(method, self._base + path, data=data, headers=headers) as resp:
+            text = await resp.read()
+            if resp.status >= 400:
+                raise CaddyError(f"{method} {path}: {resp.status} {text.decode(errors='replace').strip()}")
+            return orjson.loads(text) if text.strip() else None
+
+    async def alive(self) -> bool:
+        try:
+            await self.request("GET", "/config/")
+        except (aiohttp.ClientError, CaddyError, OSError):
+            return False
+        return True
+
+    async def wait_alive(self, limit: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while not await self.alive():
+            if loop.time() > deadline:
+                raise CaddyError(f"Caddy's admin API at {self.address} did not answer within {limit:g}s")
+            await asyncio.sleep(0.05)
+
+    async def load(self, config: Mapping[str, Any]) -> None:
+        await self.request("POST", "/load", config)
+
+    async def upstreams(self) -> list[dict[str, Any]]:
+        return list(await self.request("GET", "/reverse_proxy/upstreams") or [])
+
+
+class CaddyRouter:
+    """Router on Caddy: switches one site's upstreams with a PATCH, converging on the latest wish."""
+
+    def __init__(self, admin: CaddyAdmin, activator: str) -> None:
+        self.admin = admin
+        self.activator = activator
+        self._lock = asyncio.Lock()
+        self._wanted: dict[str, int | None] = {}
+        self._applied: dict[str, int | None] = {}
+
+    def loaded(self, running: Mapping[str, int | None]) -> None:
+        """Record what a full /load just set, so that later switches are diffs against it."""
+        self._applied = dict(running)
+
+    async def route(self, site: SiteConfig, host_port: int | None) -> None:
+        self._wanted[site.name] = host_port
+        async with self._lock:
+            # A later call may have changed the wish while this one waited: apply only the newest.
+            want = self._wanted[site.name]
+            if site.name in self._applied and self._applied[site.name] == want:
+                return
+            await self.admin.request("PATCH", f"/id/{proxy_id(site.name)}/upstreams", _upstreams(self.activator, want))
+            self._applied[site.name] = want
+            ROUTE_CHANGES.labels(site.name, "activator" if want is None else "container").inc()
+            log.info("route %s -> %s", site.name, "activator" if want is None else f"127.0.0.1:{want}")
+
+
+class CaddyProcess:
+    """Runs the caddy binary detached, so that sites keep serving while the activator restarts or is down."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.system_dir = config.server.system_dir
+
+    def start(self) -> int:
+        admin = self.config.caddy.admin
+        if admin.startswith("unix//"):
+            Path(admin.removeprefix("unix/")).parent.mkdir(parents=True, exist_ok=True)
+        (self.system_dir / "logs").mkdir(parents=True, exist_ok=True)
+        bootstrap = self.system_dir / "caddy-bootstrap.json"
+        # Only the admin listener: the real config arrives through /load.
+        bootstrap.write_bytes(orjson.dumps({"admin": admin_config(self.config.caddy)}))
+        env = dict(
+            os.environ,
+            XDG_DATA_HOME=str(self.config.server.state_dir / "caddy"),
+            XDG_CONFIG_HOME=str(self.config.server.state_dir / "caddy"),
+        )
+        with open(self.system_dir / "logs" / "caddy.log", "ab") as out:
+            proc = subprocess.Popen(
+                [
+                    self.config.caddy.binary,
+                    "run",
+                    "--config",
+                    str(bootstrap),
+                    "--pidfile",
+                    str(self.system_dir / "caddy.pid"),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                env=env,
+                start_new_session=True,  # not in our process group: a Ctrl-C or kill of dialup leaves it serving
+            )
+        log.info("started caddy (pid %d), admin at %s", proc.pid, admin)
+        return proc.pid

@@ -1,0 +1,197 @@
+"""The container engine: the docker SDK, always called from worker threads, never on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+from docker.types import Ulimit
+
+from activator.config import SiteConfig
+from activator.errors import ContainerGone, ImageMissing, RuntimeUnavailable, StartFailed
+from activator.metrics import DOCKER_CALLS
+from activator.model import Container, ContainerEvent
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+LABEL_DEPLOYMENT = "dialup.deployment"
+LABEL_SITE = "dialup.site"
+LABEL_ROLE = "dialup.role"
+
+# Container hardening every site gets (DESIGN: security by default).
+PIDS_LIMIT = 100
+NOFILE = 1024
+
+
+def container_name(deployment: str, site: str) -> str:
+    return f"dialup-{deployment}-{site}"
+
+
+def _published_port(attrs: dict[str, Any], port: int) -> int | None:
+    bindings = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{port}/tcp") or []
+    for binding in bindings:
+        if binding.get("HostIp") in ("127.0.0.1", "") and binding.get("HostPort"):
+            return int(binding["HostPort"])
+    return None
+
+
+def _container(attrs: dict[str, Any], port: int) -> Container:
+    state = attrs.get("State") or {}
+    running = bool(state.get("Running")) and not state.get("Restarting")
+    return Container(
+        id=attrs["Id"],
+        running=running,
+        host_port=_published_port(attrs, port) if running else None,
+        exit_code=None if running else state.get("ExitCode"),
+        status=str(state.get("Status") or ""),
+    )
+
+
+class DockerRuntime:
+    """ContainerRuntime on the Docker Engine. Every container carries the deployment and site labels."""
+
+    def __init__(self, deployment: str, *, workers: int = 8) -> None:
+        self.deployment = deployment
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docker")
+        self._client: docker.DockerClient | None = None
+        self._events: Any = None
+        self._watcher: threading.Thread | None = None
+        self._closed = False
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        def connect() -> docker.DockerClient:
+            client = docker.from_env(timeout=60)
+            client.ping()
+            return client
+
+        try:
+            self._client = await self._run("ping", connect)
+        except docker.errors.DockerException as exc:
+            raise RuntimeUnavailable(f"cannot reach the Docker Engine: {exc}") from exc
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._events is not None:
+            self._events.close()
+        if self._watcher is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._watcher.join, 5)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._client is not None:
+            self._client.close()
+
+    async def _run(self, op: str, fn: Callable[..., T], *args: Any) -> T:
+        DOCKER_CALLS.labels(op).inc()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    @property
+    def client(self) -> docker.DockerClient:
+        assert self._client is not None, "DockerRuntime.open() first"
+        return self._client
+
+    def labels(self, site: str) -> dict[str, str]:
+        return {LABEL_DEPLOYMENT: self.deployment, LABEL_SITE: site, LABEL_ROLE: "site"}
+
+    # -- ContainerRuntime ---------------------------------------------------------------------
+
+    async def find(self, site: SiteConfig) -> Container | None:
+        def find() -> Container | None:
+            try:
+                attrs = self.client.api.inspect_container(container_name(self.deployment, site.name))
+            except docker.errors.NotFound:
+                return None
+            return _container(attrs, site.port)
+
+        return await self._run("inspect", find)
+
+    async def create(self, site: SiteConfig) -> Container:
+        def create() -> Container:
+            try:
+                made = self.client.containers.create(
+                    site.image,
+                    command=list(site.command) if site.command is not None else None,
+                    name=container_name(self.deployment, site.name),
+                    labels=self.labels(site.name),
+                    environment=dict(site.env),
+                    # None: the engine picks a free port on 127.0.0.1 (the stubs do not know this form).
+                    ports={f"{site.port}/tcp": ("127.0.0.1", None)},  # type: ignore[dict-item]
+                    mem_limit=site.memory_limit,
+                    memswap_limit=site.memory_limit,  # no swap: the limit is the limit
+                    init=True,  # signals and zombie reaping work, so stops take milliseconds
+                    security_opt=["no-new-privileges"],
+                    cap_drop=["ALL"],
+                    pids_limit=PIDS_LIMIT,
+                    ulimits=[Ulimit(name="nofile", soft=NOFILE, hard=NOFILE)],
+                    detach=True,
+                )
+            except docker.errors.ImageNotFound:
+                raise ImageMissing(site.name, site.image) from None
+            except docker.errors.APIError as exc:
+                raise StartFailed(site.name, f"docker could not create it: {exc.explanation or exc}") from None
+            return Container(id=made.id or "", running=False, host_port=None)
+
+        return await self._run("create", create)
+
+    async def start(self, site: SiteConfig, container_id: str) -> Container:
+        def start() -> Container:
+            try:
+                self.client.api.start(container_id)
+                return _container(self.client.api.inspect_container(container_id), site.port)
+            except docker.errors.NotFound:
+                raise ContainerGone(container_id) from None
+            except docker.errors.APIError as exc:
+                raise StartFailed(site.name, f"docker could not start it: {exc.explanation or exc}") from None
+
+        return await self._run("start", start)
+
+    async def stop(self, container_id: str, grace: float) -> None:
+        await self._run("stop", lambda: self.client.api.stop(container_id, timeout=int(grace)))
+
+    async def remove(self, container_id: str) -> None:
+        await self._run("remove", lambda: self.client.api.remove_container(container_id, force=True))
+
+    async def last_log_line(self, container_id: str) -> str:
+        def tail() -> str:
+            raw = self.client.api.logs(container_id, tail=5)
+            lines = [line.strip() for line in raw.decode(errors="replace").splitlines() if line.strip()]
+            return lines[-1][:200] if lines else ""
+
+        try:
+            return await self._run("logs", tail)
+        except docker.errors.DockerException:
+            return ""
+
+    def watch(self, on_event: Callable[[ContainerEvent], None]) -> None:
+        loop = asyncio.get_running_loop()
+        DOCKER_CALLS.labels("events").inc()
+        self._events = self.client.api.events(
+            decode=True, filters={"type": "container", "label": f"{LABEL_DEPLOYMENT}={self.deployment}"}
+        )
+
+        def pump() -> None:
+            try:
+                for raw in self._events:
+                    actor = raw.get("Actor") or {}
+                    attrs = actor.get("Attributes") or {}
+                    code = attrs.get("exitCode")
+                    event = ContainerEvent(
+                        container_id=actor.get("ID", ""),
+                        site=attrs.get(LABEL_SITE, ""),
+                        action=str(raw.get("Action") or raw.get("status") or ""),
+                        exit_code=int(code) if code is not None and str(code).isdigit() else None,
+                    )
+                    loop.call_soon_threadsafe(on_event, event)
+            except Exception as exc:  # the stream ends with an error when closed
+                if not self._closed:
+                    log.error("docker event stream ended: %s", exc)
+
+        self._watcher = threading.Thread(target=pump, name="docker-events", daemon=True)
+        self._watcher.start()
