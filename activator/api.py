@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from activator.metrics import REGISTRY
+from activator.model import SiteState
 from activator.supervisor import Supervisor
 
 ADMIN_SUPERVISOR = web.AppKey("admin_supervisor", Supervisor)
@@ -21,6 +22,7 @@ def site_status(supervisor: Supervisor) -> list[dict[str, Any]]:
             "container_id": site.container_id,
             "host_port": site.host_port,
             "waiting": site.waiting,
+            "routed": site.state is SiteState.RUNNING and site.routed.is_set(),
             "memory_limit": site.config.memory_limit,
             "strategy": site.config.strategy.value,
             "last_failure": site.failure,

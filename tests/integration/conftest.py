@@ -1,0 +1,58 @@
+"""Integration fixtures: the real Docker Engine, the real Caddy, `dialup up` as a real process.
+
+Nothing here skips: a missing engine or caddy binary is a failure (the README's test command installs and
+starts them). Every container a test makes carries its deployment's label and is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import docker
+import pytest
+
+from tests.integration.harness import LABEL, PREFIX, ROOT, Deployment
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.fail(f"the Docker Engine is not reachable ({exc}); run the README's test command", pytrace=False)
+    if shutil.which("caddy") is None:
+        pytest.fail("the caddy binary is missing; run the README's test command", pytrace=False)
+    yield client
+    # Whatever a crashed test left behind.
+    for c in client.containers.list(all=True, filters={"label": LABEL}):
+        if c.labels.get(LABEL, "").startswith(PREFIX):
+            c.remove(force=True)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def images(docker_client: docker.DockerClient) -> dict[str, str]:
+    subprocess.run([str(ROOT / "scripts" / "build-images.sh"), str(ROOT / "tests" / "images"), "dialup-test"],
+                   check=True)
+    return {name: f"dialup-test-{name}:latest" for name in ("static", "slow", "broken", "pyapp")}
+
+
+@pytest.fixture
+async def deploy(docker_client: docker.DockerClient, images: dict[str, str]) -> AsyncIterator[Any]:
+    """deploy(sites, start=True) -> a running Deployment; everything it made is removed afterwards."""
+    made: list[Deployment] = []
+
+    async def make(sites: list[dict[str, Any]], start: bool = True) -> Deployment:
+        d = Deployment(docker_client, sites)
+        made.append(d)
+        if start:
+            await d.start()
+        return d
+
+    yield make
+    for d in made:
+        d.close()

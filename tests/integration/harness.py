@@ -1,0 +1,192 @@
+"""The integration harness: `dialup up` as a real process, with its own Caddy, ports and container label."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import docker
+
+ROOT = Path(__file__).resolve().parents[2]
+LABEL = "dialup.deployment"
+PREFIX = "test-"
+READY_LIMIT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def until(check: Any, limit: float = 10.0, what: str = "condition") -> Any:
+    """Poll an async or plain callable until it returns something truthy, failing at the deadline."""
+    deadline = time.monotonic() + limit
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {limit}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class Deployment:
+    """One activator with its own Caddy, ports, state directory and container label."""
+
+    def __init__(self, client: docker.DockerClient, sites: list[dict[str, Any]], **server: Any) -> None:
+        self.client = client
+        self.name = f"{PREFIX}{uuid.uuid4().hex[:10]}"
+        self.dir = Path(tempfile.mkdtemp(prefix="du-", dir="/tmp"))  # short: unix socket paths are limited
+        self.http_port = free_port()
+        self.listen_port = free_port()
+        self.sites = sites
+        self.config_path = self.dir / "dialup.toml"
+        self.config_path.write_text(self.render(sites, **server))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.dir / "dialup.log"
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.dir / "state" / "system" / "dialup.sock"
+
+    @property
+    def caddy_socket(self) -> Path:
+        return self.dir / "caddy.sock"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def render(self, sites: list[dict[str, Any]], **server: Any) -> str:
+        lines = [
+            "[server]",
+            f'state_dir = "{self.dir / "state"}"',
+            f'listen = "127.0.0.1:{self.listen_port}"',
+            f'name = "{self.name}"',
+            "[caddy]",
+            f'http_listen = "127.0.0.1:{self.http_port}"',
+            f'admin = "unix/{self.caddy_socket}"',
+            "manage = true",
+        ]
+        for site in sites:
+            lines.append("[[sites]]")
+            for key, value in site.items():
+                lines.append(f"{key} = {_toml(value)}")
+        return "\n".join(lines) + "\n"
+
+    def command(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "activator.cli", *args, "-c", str(self.config_path)],
+                              capture_output=True, text=True, timeout=60)
+
+    async def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        self.proc = subprocess.Popen([sys.executable, "-m", "activator.cli", "up", "-c", str(self.config_path)],
+                                     stdout=log, stderr=log, cwd=ROOT)
+        log.close()
+        await until(self._ready, READY_LIMIT, f"dialup up to be ready (log: {self.log_path})")
+
+    async def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"dialup up exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
+        try:
+            await self.status()
+            async with aiohttp.ClientSession() as s, s.get(self.url, headers={"Host": "ready.invalid"}) as r:
+                return r.status == 404
+        except (aiohttp.ClientError, OSError):
+            return False
+
+    async def admin(self, path: str) -> aiohttp.ClientResponse:
+        connector = aiohttp.UnixConnector(path=str(self.admin_socket))
+        async with aiohttp.ClientSession(connector=connector) as s, s.get(f"http://localhost{path}") as r:
+            await r.read()
+            return r
+
+    async def status(self) -> dict[str, dict[str, Any]]:
+        connector = aiohttp.UnixConnector(path=str(self.admin_socket))
+        async with aiohttp.ClientSession(connector=connector) as s, s.get("http://localhost/status") as r:
+            body = await r.json()
+        return {site["name"]: site for site in body["sites"]}
+
+    async def metric(self, name: str, **labels: str) -> float:
+        """Sum of a Prometheus sample over the series whose labels include `labels`."""
+        connector = aiohttp.UnixConnector(path=str(self.admin_socket))
+        async with aiohttp.ClientSession(connector=connector) as s, s.get("http://localhost/metrics") as r:
+            text = await r.text()
+        total = 0.0
+        for line in text.splitlines():
+            if not line.startswith(name + "{") and not line.startswith(name + " "):
+                continue
+            series, _, value = line.rpartition(" ")
+            if all(f'{k}="{v}"' in series for k, v in labels.items()):
+                total += float(value)
+        return total
+
+    async def wait_routed(self, site: str) -> None:
+        async def routed() -> bool:
+            return bool((await self.status())[site]["routed"])
+
+        await until(routed, 10, f"Caddy's route for {site} to switch to its container")
+
+    def container(self, site: str) -> Any:
+        return self.client.containers.get(f"dialup-{self.name}-{site}")
+
+    def starts(self, site: str, since: float) -> int:
+        """Start events Docker recorded for the site's container since `since` (unix time)."""
+        events = self.client.events(since=since, until=time.time(), decode=True,
+                                    filters={"type": "container", "event": "start",
+                                             "container": f"dialup-{self.name}-{site}"})
+        return sum(1 for _ in events)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        pidfile = self.dir / "state" / "system" / "caddy.pid"
+        if pidfile.exists():
+            try:
+                os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+            except (ProcessLookupError, ValueError):
+                pass
+        for c in self.client.containers.list(all=True, filters={"label": f"{LABEL}={self.name}"}):
+            c.remove(force=True)
+        if os.environ.get("DIALUP_KEEP_TEST_DIRS") != "1":
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def site(name: str, image: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "hosts": [f"{name}.test"], "image": image, "port": 8080, **extra}
