@@ -36,8 +36,9 @@ def docker_client() -> Iterator[docker.DockerClient]:
 
 @pytest.fixture(scope="session")
 def images(docker_client: docker.DockerClient) -> dict[str, str]:
-    subprocess.run([str(ROOT / "scripts" / "build-images.sh"), str(ROOT / "tests" / "images"), "dialup-test"],
-                   check=True)
+    subprocess.run(
+        [str(ROOT / "scripts" / "build-images.sh"), str(ROOT / "tests" / "images"), "dialup-test"], check=True
+    )
     return {name: f"dialup-test-{name}:latest" for name in ("static", "slow", "broken", "pyapp")}
 
 

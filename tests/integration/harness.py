@@ -12,7 +12,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,14 +89,21 @@ class Deployment:
         return "\n".join(lines) + "\n"
 
     def command(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "activator.cli", *args, "-c", str(self.config_path)],
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "activator.cli", *args, "-c", str(self.config_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def spawn(self) -> None:
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "activator.cli", "up", "-c", str(self.config_path)], stdout=log, stderr=log, cwd=ROOT
+            )
 
     async def start(self) -> None:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen([sys.executable, "-m", "activator.cli", "up", "-c", str(self.config_path)],
-                                     stdout=log, stderr=log, cwd=ROOT)
-        log.close()
+        self.spawn()
         await until(self._ready, READY_LIMIT, f"dialup up to be ready (log: {self.log_path})")
 
     async def _ready(self) -> bool:
@@ -147,9 +153,12 @@ class Deployment:
 
     def starts(self, site: str, since: float) -> int:
         """Start events Docker recorded for the site's container since `since` (unix time)."""
-        events = self.client.events(since=since, until=time.time(), decode=True,
-                                    filters={"type": "container", "event": "start",
-                                             "container": f"dialup-{self.name}-{site}"})
+        events = self.client.events(
+            since=since,
+            until=time.time(),
+            decode=True,
+            filters={"type": "container", "event": "start", "container": f"dialup-{self.name}-{site}"},
+        )
         return sum(1 for _ in events)
 
     def kill(self) -> None:

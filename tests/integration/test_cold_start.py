@@ -56,8 +56,7 @@ async def test_200_concurrent_requests_start_the_container_once(deploy, images):
 async def test_a_1mb_post_body_arrives_intact_through_the_hold(deploy, images):
     d = await deploy([site("echo", images["pyapp"], kind="node")])
     body = os.urandom(1024 * 1024)
-    async with aiohttp.ClientSession() as s, s.post(d.url + "/echo", data=body,
-                                                    headers={"Host": "echo.test"}) as r:
+    async with aiohttp.ClientSession() as s, s.post(d.url + "/echo", data=body, headers={"Host": "echo.test"}) as r:
         assert r.status == 200
         info = json.loads(await r.text())
     assert info["method"] == "POST"
@@ -101,8 +100,10 @@ async def test_unknown_host_is_404_and_touches_no_container(deploy, images):
     status, body, _ = await get(d, "nobody.test")
     assert status == 404 and "unknown host" in body
     # Straight at the activator too (as when Caddy's route falls back to it).
-    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{d.listen_port}/",
-                                                   headers={"Host": "nobody.test"}) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"http://127.0.0.1:{d.listen_port}/", headers={"Host": "nobody.test"}) as r,
+    ):
         assert r.status == 404
     assert await d.metric("dialup_docker_calls_total") == calls
     d.container("known").reload()

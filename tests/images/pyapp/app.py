@@ -40,8 +40,10 @@ def response(status, body, ctype="text/plain", extra=()):
 
 async def websocket(reader, writer, headers):
     accept = base64.b64encode(hashlib.sha1(headers["sec-websocket-key"].encode() + WS_GUID).digest())
-    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    writer.write(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
     while True:
         b0, b1 = await reader.readexactly(2)
         opcode, length = b0 & 0x0F, b1 & 0x7F
@@ -60,7 +62,13 @@ async def websocket(reader, writer, headers):
         if opcode == 0xA and b0 & 0x0F == 0xA:
             continue
         n = len(data)
-        size = bytes([n]) if n < 126 else bytes([126]) + struct.pack("!H", n) if n < 65536 else bytes([127]) + struct.pack("!Q", n)
+        size = (
+            bytes([n])
+            if n < 126
+            else bytes([126]) + struct.pack("!H", n)
+            if n < 65536
+            else bytes([127]) + struct.pack("!Q", n)
+        )
         writer.write(bytes([0x80 | opcode]) + size + data)
         await writer.drain()
 
@@ -74,8 +82,12 @@ async def handle(reader, writer):
                 await websocket(reader, writer, headers)
                 return
             if path == "/echo":
-                info = {"method": method, "length": len(body), "sha256": hashlib.sha256(body).hexdigest(),
-                        "headers": headers}
+                info = {
+                    "method": method,
+                    "length": len(body),
+                    "sha256": hashlib.sha256(body).hexdigest(),
+                    "headers": headers,
+                }
                 writer.write(response("200 OK", json.dumps(info).encode(), "application/json"))
             elif path == "/stream":
                 # Part one, then wait until /release is requested, then part two: proof of streaming.

@@ -1,0 +1,91 @@
+"""Config loading: defaults, inheritance, and errors that name file, key and value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from activator.config import ConfigError, load_config, parse_duration, parse_size
+from activator.model import Kind, MiB, Strategy
+
+SITE = '[[sites]]\nname = "blog"\nhosts = ["Blog.Example.com"]\nimage = "blog:latest"\nport = 8080\n'
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "dialup.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_and_kind_memory(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, SITE + 'kind = "next"\n'))
+    assert str(config.server.listen) == "127.0.0.1:9000"
+    assert config.server.db_path == Path("/var/lib/dialup/system/dialup.db")
+    assert config.caddy.admin == "unix//run/dialup/caddy-admin.sock" and config.caddy.manage
+    (site,) = config.sites
+    assert site.hosts == ("blog.example.com",)
+    assert (site.kind, site.strategy, site.start_timeout, site.health_path) == (Kind.NEXT, Strategy.LAZY, 30.0, "/")
+    assert site.memory_limit == 512 * MiB
+    assert site.max_waiting == 1000
+
+
+def test_defaults_table_is_inherited_and_overridden(tmp_path: Path) -> None:
+    text = (
+        '[defaults]\nstart_timeout = "5s"\nkind = "node"\n'
+        + SITE
+        + SITE.replace("blog", "app")
+        .replace("Blog", "App")
+        .replace("port = 8080", 'port = 3000\nstart_timeout = "500ms"\nmemory = "100MiB"')
+    )
+    blog, app = load_config(write(tmp_path, text)).sites
+    assert (blog.start_timeout, blog.kind, blog.memory_limit) == (5.0, Kind.NODE, 256 * MiB)
+    assert (app.start_timeout, app.kind, app.memory_limit) == (0.5, Kind.NODE, 100 * MiB)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("30s", 30.0), ("500ms", 0.5), ("2m", 120.0), ("1.5s", 1.5), (3, 3.0), ("1h", 3600.0)],
+)
+def test_durations(text: object, expected: float) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("64MiB", 64 * MiB), ("64m", 64 * MiB), ("2.1GiB", int(2.1 * 1024 * MiB)), (512, 512)]
+)
+def test_sizes(text: object, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "value"),
+    [
+        (SITE + "port = 0\n", "sites[0].port", "0"),  # duplicate key is a TOML syntax error
+        (SITE.replace("port = 8080", "port = 0"), "sites[0].port", "0"),
+        (SITE.replace("port = 8080", "port = true"), "sites[0].port", "True"),
+        (SITE + 'memory = "lots"\n', "sites[0].memory", "'lots'"),
+        (SITE + "max_waiting = 0\n", "sites[0].max_waiting", "0"),
+        (SITE + 'health_path = "health"\n', "sites[0].health_path", "'health'"),
+        ('[caddy]\nadmin = "somewhere"\n' + SITE, "caddy.admin", "'somewhere'"),
+        ('[caddy]\nmanage = "yes"\n' + SITE, "caddy.manage", "'yes'"),
+        ('[defaults]\nimage = "x"\n' + SITE, "defaults.image", "'x'"),
+        ('[server]\nstate_dir = "relative"\n' + SITE, "server.state_dir", "'relative'"),
+        ("sites = 3\n", "sites", "3"),
+    ],
+)
+def test_errors_name_file_key_and_value(tmp_path: Path, text: str, key: str, value: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert message.startswith(str(path))
+    if "port = 0\n" in text and text.count("port") == 2:
+        assert "(syntax)" in message  # TOML itself refuses a repeated key
+    else:
+        assert err.value.key == key and value in message, message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "nope.toml")
