@@ -98,9 +98,8 @@ class Deployment:
 
     def spawn(self) -> None:
         with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "activator.cli", "up", "-c", str(self.config_path)], stdout=log, stderr=log, cwd=ROOT
-            )
+            command = [sys.executable, "-m", "activator.cli", "up", "-c", str(self.config_path)]
+            self.proc = subprocess.Popen(command, stdout=log, stderr=log, cwd=ROOT)
 
     async def start(self) -> None:
         self.spawn()
