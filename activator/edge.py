@@ -101,8 +101,8 @@ async def _forward_with_retry(request: web.Request, supervisor: Supervisor, site
         try:
             if request.headers.get("Upgrade", "").lower() == "websocket":
                 await supervisor.wait_routed(site, ROUTE_WAIT)
-                return await _websocket(request, port)
-            return await _http(request, port)
+                return await _websocket(request, port, site.forwarding)
+            return await _http(request, port, site.forwarding)
         except aiohttp.ClientConnectorError:
             await supervisor.suspect(site, port)
             if attempt:
@@ -112,19 +112,21 @@ async def _forward_with_retry(request: web.Request, supervisor: Supervisor, site
     raise AssertionError("unreachable")
 
 
-async def _http(request: web.Request, port: int) -> web.StreamResponse:
+async def _http(request: web.Request, port: int, slots: asyncio.Semaphore) -> web.StreamResponse:
     http = request.app[HTTP]
     url = f"http://127.0.0.1:{port}{request.rel_url}"
     body = request.content if request.body_exists else None
-    async with http.request(
-        request.method,
-        url,
-        headers=upstream_headers(request),
-        data=body,
-        allow_redirects=False,
-        timeout=FORWARD_TIMEOUT,
-        skip_auto_headers=("User-Agent", "Accept-Encoding"),
-    ) as upstream:
+    async with slots:  # held only until the response headers arrive
+        upstream = await http.request(
+            request.method,
+            url,
+            headers=upstream_headers(request),
+            data=body,
+            allow_redirects=False,
+            timeout=FORWARD_TIMEOUT,
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        )
+    async with upstream:
         response = web.StreamResponse(
             status=upstream.status, reason=upstream.reason, headers=response_headers(upstream.headers)
         )
@@ -137,19 +139,20 @@ async def _http(request: web.Request, port: int) -> web.StreamResponse:
         return response
 
 
-async def _websocket(request: web.Request, port: int) -> web.StreamResponse:
+async def _websocket(request: web.Request, port: int, slots: asyncio.Semaphore) -> web.StreamResponse:
     http = request.app[HTTP]
     url = f"http://127.0.0.1:{port}{request.rel_url}"
     protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
     try:
-        upstream = await http.ws_connect(
-            url,
-            headers=upstream_headers(request, WS_HANDSHAKE),
-            protocols=protocols,
-            autoping=False,
-            max_msg_size=0,
-            timeout=aiohttp.ClientWSTimeout(ws_close=10),
-        )
+        async with slots:  # held only for the handshake
+            upstream = await http.ws_connect(
+                url,
+                headers=upstream_headers(request, WS_HANDSHAKE),
+                protocols=protocols,
+                autoping=False,
+                max_msg_size=0,
+                timeout=aiohttp.ClientWSTimeout(ws_close=10),
+            )
     except aiohttp.WSServerHandshakeError as exc:
         return web.Response(status=exc.status, text=f"{exc.message}\n")
     async with upstream:

@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 # A failed start's container is stopped with this grace: it never served, so nothing is lost by hurrying.
 FAILED_START_GRACE = 1.0
 PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2)
+# Held requests are released into a just-started app at most this many at a time, counted until each one's
+# response headers arrive: hundreds at once overflow a small listen backlog (busybox httpd's is 9), and the
+# overflow then waits on TCP SYN retries (1 s, 3 s, 7 s, ...). Long responses do not hold a slot.
+FORWARD_CONCURRENCY = 16
 
 
 @dataclass
@@ -40,6 +44,7 @@ class Site:
     # Set once Caddy's route points at the running container. Caddy 2.6 closes every proxied WebSocket
     # when its config changes, so a WebSocket is connected only after the switch (see DESIGN: known traps).
     routed: asyncio.Event = field(default_factory=asyncio.Event)
+    forwarding: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(FORWARD_CONCURRENCY))
 
 
 class Supervisor:
