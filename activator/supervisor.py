@@ -41,6 +41,7 @@ class Site:
     exited: asyncio.Future[int | None] | None = None  # resolved by a "die" event during a start
     waiting: int = 0
     failure: str = ""  # why the last start failed, for status
+    stopping: asyncio.Future[None] | None = None  # stopping the container of a start that timed out
     # Set once Caddy's route points at the running container. Caddy 2.6 closes every proxied WebSocket
     # when its config changes, so a WebSocket is connected only after the switch (see DESIGN: known traps).
     routed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -108,10 +109,9 @@ class Supervisor:
                 self._watch(self._begin_start(site, "persistent"))
 
     async def close(self) -> None:
-        tasks = set(self._background)
+        tasks: set[asyncio.Future[Any]] = set(self._background)
         for site in self.sites.values():
-            if site.starting is not None:
-                tasks.add(site.starting)
+            tasks.update(t for t in (site.starting, site.stopping) if t is not None)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -157,15 +157,17 @@ class Supervisor:
         site.exited = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(cfg.start_timeout):
+                if site.stopping is not None:  # a failed start's stop: let it finish, or its "die" fails us
+                    await asyncio.shield(site.stopping)
                 port = await self._start_container(site)
                 await self._probe(site, port)
-        except (SiteUnavailable, TimeoutError) as exc:
-            error = exc if isinstance(exc, SiteUnavailable) else StartTimeout(cfg.name, cfg.start_timeout)
+        except Exception as exc:
+            error = _as_unavailable(cfg, exc)
             site.state, site.host_port, site.failure = SiteState.STOPPED, None, error.reason
             STARTS.labels(cfg.name, "failed").inc()
-            log.warning("site %s: start failed: %s", cfg.name, error.reason)
+            log.warning("site %s: start failed: %s", cfg.name, error.reason, exc_info=error is not exc)
             if isinstance(error, StartTimeout) and site.container_id:
-                self._watch(self.runtime.stop(site.container_id, FAILED_START_GRACE))
+                site.stopping = asyncio.ensure_future(self._stop_failed(site, site.container_id))
             await self.events.record(cfg.name, "start_failed", cause, (self.clock() - began) * 1000, error.reason)
             raise error from None
         finally:
@@ -180,6 +182,14 @@ class Supervisor:
         self._watch(self._route(site, port))
         self._watch(self.events.record(cfg.name, "start", cause, elapsed * 1000))
         return port
+
+    async def _stop_failed(self, site: Site, container_id: str) -> None:
+        try:
+            await self.runtime.stop(container_id, FAILED_START_GRACE)
+        except Exception as exc:  # the next start finds out for itself
+            log.warning("site %s: stopping the failed start: %s", site.config.name, exc)
+        finally:
+            site.stopping = None
 
     async def _start_container(self, site: Site) -> int:
         cfg = site.config
@@ -272,3 +282,12 @@ class Supervisor:
             exc = task.exception()
             if not isinstance(exc, SiteUnavailable):
                 log.error("background task failed: %r", exc)
+
+
+def _as_unavailable(site: SiteConfig, exc: Exception) -> SiteUnavailable:
+    """Every way a start can fail, as the one-line answer its waiting requests get."""
+    if isinstance(exc, SiteUnavailable):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return StartTimeout(site.name, site.start_timeout)
+    return StartFailed(site.name, f"unexpected error while starting: {exc or type(exc).__name__}")
