@@ -6,6 +6,6 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh" test
 cd "$root"
 py=.venv/bin/python
-echo "== ruff";  "$py" -m ruff check activator tests
+echo "== ruff";  "$py" -m ruff check activator tests bench
 echo "== mypy --strict"; "$py" -m mypy
 echo "== pytest"; "$py" -m pytest -p no:cacheprovider "$@"
