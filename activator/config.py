@@ -53,6 +53,8 @@ class ServerConfig:
     listen: HostPort = HostPort("127.0.0.1", 9000)
     # Labels every container with this name, so several deployments (or test runs) share one engine.
     name: str = "dialup"
+    access_log_listen: HostPort = HostPort("127.0.0.1", 9001)  # Caddy streams its access log here
+    reaper_interval: float = 1.0  # how often idle sites are looked at
 
     @property
     def system_dir(self) -> Path:
@@ -90,6 +92,12 @@ class SiteConfig:
     max_waiting: int = 1000
     command: tuple[str, ...] | None = None
     env: tuple[tuple[str, str], ...] = ()
+    idle_timeout: float | None = 300.0  # None: never stopped for idleness
+    pause_after: float | None = None  # None: never paused
+    drain_timeout: float = 30.0
+    stop_grace: float = 10.0
+    restart_backoff: float = 1.0
+    restart_backoff_max: float = 60.0
 
     @property
     def memory_limit(self) -> int:
@@ -116,6 +124,16 @@ def parse_duration(text: object) -> float:
     if not m:
         raise ValueError("expected a duration like '30s' or '500ms'")
     return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+
+
+def parse_optional_duration(text: object) -> float | None:
+    """A duration, or "off" (also 0) for never."""
+    if text == "off" or text == 0:
+        return None
+    value = parse_duration(text)
+    if value < 0:
+        raise ValueError("expected a duration like '5m', or 'off'")
+    return value if value > 0 else None
 
 
 def parse_size(text: object) -> int:
@@ -220,6 +238,16 @@ def _positive(parse: Callable[[Any], T]) -> Callable[[Any], T]:
     return convert
 
 
+def _non_negative(parse: Callable[[Any], float]) -> Callable[[Any], float]:
+    def convert(value: Any) -> float:
+        result = parse(value)
+        if result < 0:
+            raise ValueError("must not be negative")
+        return result
+
+    return convert
+
+
 def _path_value(value: Any) -> str:
     text = _typed(str, "a path starting with '/'")(value)
     if not text.startswith("/"):
@@ -259,6 +287,12 @@ _INHERITED: dict[str, Callable[[Any], Any]] = {
     "start_timeout": _positive(parse_duration),
     "health_path": _path_value,
     "max_waiting": _positive(_typed(int, "a whole number")),
+    "idle_timeout": parse_optional_duration,
+    "pause_after": parse_optional_duration,
+    "drain_timeout": _positive(parse_duration),
+    "stop_grace": _non_negative(parse_duration),
+    "restart_backoff": _positive(parse_duration),
+    "restart_backoff_max": _positive(parse_duration),
 }
 _BUILTIN = SiteConfig(name="-", hosts=(), image="-", port=1)
 
@@ -298,6 +332,8 @@ def load_config(path: Path | str) -> Config:
         state_dir=Path(s.get("state_dir", _path_value, str(base.state_dir))),
         listen=s.get("listen", parse_listen, base.listen),
         name=s.get("name", _name, base.name),
+        access_log_listen=s.get("access_log_listen", parse_listen, base.access_log_listen),
+        reaper_interval=s.get("reaper_interval", _positive(parse_duration), base.reaper_interval),
     )
     s.done()
 
