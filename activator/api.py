@@ -4,44 +4,68 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from activator.metrics import REGISTRY
 from activator.model import SiteState
+from activator.proxy.caddy import CaddyError
+from activator.reaper import Reaper
+from activator.store import SiteCounts, Store
 from activator.supervisor import Supervisor
 
 ADMIN_SUPERVISOR = web.AppKey("admin_supervisor", Supervisor)
+ADMIN_STORE = web.AppKey("admin_store", Store)
 
 
-def site_status(supervisor: Supervisor) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": name,
-            "state": site.state.value,
-            "container_id": site.container_id,
-            "host_port": site.host_port,
-            "waiting": site.waiting,
-            "routed": site.state is SiteState.RUNNING and site.routed.is_set(),
-            "memory_limit": site.config.memory_limit,
-            "strategy": site.config.strategy.value,
-            "last_failure": site.failure,
-        }
-        for name, site in supervisor.sites.items()
-    ]
+async def site_status(supervisor: Supervisor, store: Store) -> list[dict[str, Any]]:
+    now = supervisor.clock()
+    counts = await store.site_counts()
+    try:
+        in_flight = await supervisor.router.in_flight()
+    except (aiohttp.ClientError, CaddyError, OSError):
+        in_flight = {}
+    rows = []
+    for name, site in supervisor.sites.items():
+        last = supervisor.rates.last_request(name)
+        c = counts.get(name, SiteCounts())
+        failing = site.state is SiteState.STOPPED and supervisor.failing(site, now)
+        rows.append(
+            {
+                "name": name,
+                "state": "failing" if failing else site.state.value,
+                "container_id": site.container_id[:12] if site.container_id else None,
+                "host_port": site.host_port,
+                "routed": site.state is SiteState.RUNNING and site.routed.is_set(),
+                "requests_per_minute": round(supervisor.rates.per_minute(name, now), 2),
+                "last_request_age_s": round(now - last, 1) if last is not None else None,
+                "in_flight": Reaper.open_requests(site, in_flight),
+                "waiting": site.waiting,
+                "starts": c.starts,
+                "wakes": c.wakes,
+                "last_start_ms": round(c.last_start_ms) if c.last_start_ms is not None else None,
+                "crashes": c.crashes,
+                "memory_limit": site.config.memory_limit,
+                "strategy": site.config.strategy.value,
+                "last_failure": site.failure,
+            }
+        )
+    return rows
 
 
 async def status(request: web.Request) -> web.Response:
-    return web.json_response({"sites": site_status(request.app[ADMIN_SUPERVISOR])})
+    return web.json_response({"sites": await site_status(request.app[ADMIN_SUPERVISOR], request.app[ADMIN_STORE])})
 
 
 async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def make_admin_app(supervisor: Supervisor) -> web.Application:
+def make_admin_app(supervisor: Supervisor, store: Store) -> web.Application:
     app = web.Application()
     app[ADMIN_SUPERVISOR] = supervisor
+    app[ADMIN_STORE] = store
     app.router.add_get("/status", status)
     app.router.add_get("/metrics", metrics)
     return app

@@ -16,7 +16,9 @@ from aiohttp import web
 from activator.api import make_admin_app
 from activator.config import Config
 from activator.edge import HTTP, SUPERVISOR, make_edge_app
+from activator.proxy.accesslog import AccessLogListener
 from activator.proxy.caddy import CaddyAdmin, CaddyError, CaddyProcess, CaddyRouter, render
+from activator.reaper import Reaper
 from activator.runtime.docker import DockerRuntime
 from activator.store import Store
 from activator.supervisor import Supervisor
@@ -28,6 +30,7 @@ STORE = web.AppKey("store", Store)
 RUNTIME = web.AppKey("runtime", DockerRuntime)
 CADDY = web.AppKey("caddy", CaddyAdmin)
 ROUTER = web.AppKey("router", CaddyRouter)
+REAPER = web.AppKey("reaper", Reaper)
 
 TEARDOWN_LIMIT = 10.0  # seconds each resource gets to close
 CADDY_START_LIMIT = 15.0
@@ -84,20 +87,32 @@ async def caddy_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
-    supervisor = app[SUPERVISOR] = Supervisor(
-        app[CONFIG], app[RUNTIME], app[ROUTER], app[STORE], app[HTTP], time.monotonic
-    )
+    supervisor = app[SUPERVISOR] = Supervisor(app[CONFIG], app[RUNTIME], app[ROUTER], app[STORE], app[HTTP], time.time)
     app[RUNTIME].watch(supervisor.on_container_event)
     await supervisor.adopt()
     yield
     await supervisor.close()
 
 
+async def accesslog_ctx(app: web.Application) -> AsyncIterator[None]:
+    # Up before Caddy's config is loaded: Caddy 2.6 dials its log writer when it loads.
+    listener = AccessLogListener(app[CONFIG].server.access_log_listen, app[SUPERVISOR].on_request)
+    await listener.start()
+    yield
+    await listener.close()
+
+
+async def reaper_ctx(app: web.Application) -> AsyncIterator[None]:
+    reaper = app[REAPER] = Reaper(app[SUPERVISOR], app[CONFIG].server.reaper_interval)
+    yield
+    await reaper.close()
+
+
 async def admin_ctx(app: web.Application) -> AsyncIterator[None]:
     path = app[CONFIG].server.admin_socket
     with suppress(FileNotFoundError):
         path.unlink()
-    runner = web.AppRunner(make_admin_app(app[SUPERVISOR]), access_log=None)
+    runner = web.AppRunner(make_admin_app(app[SUPERVISOR], app[STORE]), access_log=None)
     await runner.setup()
     await web.UnixSite(runner, str(path)).start()
     os.chmod(path, 0o600)
@@ -116,6 +131,8 @@ def build_app(config: Config) -> web.Application:
             http_ctx,
             caddy_ctx,
             supervisor_ctx,
+            accesslog_ctx,
+            reaper_ctx,
             admin_ctx,
         )
     )
@@ -148,6 +165,7 @@ async def serve(config: Config, ready: Callable[[], None] | None = None) -> None
         await app[CADDY].load(render(config, running))
         app[ROUTER].loaded({s.name: running.get(s.name) for s in config.sites})
         supervisor.start_persistent()
+        app[REAPER].start()
         log.info(
             "ready: %d sites, activator on %s, Caddy serving %s", len(config.sites), listen, config.caddy.http_listen
         )

@@ -7,15 +7,17 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import Any
 
+import aiohttp
 import orjson
 
 from activator.config import Config, ConfigError, load_config
 from activator.errors import RuntimeUnavailable
 from activator.proxy.caddy import CaddyAdmin, CaddyError, render
 from activator.runtime.docker import DockerRuntime
-from activator.store import Store
+from activator.store import SiteCounts, Store
 
 EXIT_BAD_CONFIG = 2
 
@@ -38,26 +40,37 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _status(config: Config) -> list[dict[str, Any]]:
+    """The running activator's view when it answers on its admin socket; else Docker's and the event log's."""
+    with suppress(OSError, aiohttp.ClientError):
+        connector = aiohttp.UnixConnector(path=str(config.server.admin_socket))
+        async with aiohttp.ClientSession(connector=connector) as s, s.get("http://localhost/status") as r:
+            rows: list[dict[str, Any]] = (await r.json())["sites"]
+            return rows
     runtime = DockerRuntime(config.server.name, workers=2)
     await runtime.open()
     store = Store(config.server.db_path)
     await store.open()
     try:
-        stats = await store.start_stats()
+        counts = await store.site_counts()
         rows = []
         for site in config.sites:
             found = await runtime.find(site)
-            stat = stats.get(site.name)
+            c = counts.get(site.name, SiteCounts())
             rows.append(
                 {
                     "name": site.name,
-                    "state": (found.status or "created") if found else "missing",
+                    "state": _docker_state(found.status if found else None),
                     "container_id": found.id[:12] if found else None,
                     "host_port": found.host_port if found else None,
+                    "requests_per_minute": None,
+                    "last_request_age_s": None,
+                    "in_flight": None,
+                    "starts": c.starts,
+                    "wakes": c.wakes,
+                    "last_start_ms": round(c.last_start_ms) if c.last_start_ms is not None else None,
+                    "crashes": c.crashes,
                     "memory_limit": site.memory_limit,
                     "strategy": site.strategy.value,
-                    "starts": stat.starts if stat else 0,
-                    "last_start_ms": round(stat.last_start_ms) if stat and stat.last_start_ms is not None else None,
                 }
             )
         return rows
@@ -66,16 +79,40 @@ async def _status(config: Config) -> list[dict[str, Any]]:
         await runtime.close()
 
 
+def _docker_state(status: str | None) -> str:
+    if status is None:
+        return "missing"
+    return {"running": "running", "paused": "paused"}.get(status, "stopped")
+
+
+# (JSON key, column heading) for the table `dialup status` prints.
+COLUMNS = [
+    ("name", "NAME"),
+    ("state", "STATE"),
+    ("requests_per_minute", "RPM"),
+    ("last_request_age_s", "LAST_REQ_S"),
+    ("in_flight", "IN_FLIGHT"),
+    ("starts", "STARTS"),
+    ("wakes", "WAKES"),
+    ("last_start_ms", "LAST_START_MS"),
+    ("crashes", "CRASHES"),
+    ("memory_limit", "MEMORY"),
+    ("container_id", "CONTAINER"),
+]
+
+
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value // 2**20}MiB" if key == "memory_limit" else str(value)
+
+
 def _print_table(rows: list[dict[str, Any]]) -> None:
-    cols = ["name", "state", "container_id", "memory_limit", "strategy", "starts", "last_start_ms"]
-    shown = [
-        [("-" if r[c] is None else f"{r[c] // 2**20}MiB" if c == "memory_limit" else str(r[c])) for c in cols]
-        for r in rows
-    ]
-    widths = [max(len(c), *(len(row[i]) for row in shown)) for i, c in enumerate(cols)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True)))
+    shown = [[_cell(key, r.get(key)) for key, _ in COLUMNS] for r in rows]
+    widths = [max(len(head), *(len(row[i]) for row in shown)) for i, (_, head) in enumerate(COLUMNS)]
+    print("  ".join(head.ljust(w) for (_, head), w in zip(COLUMNS, widths, strict=True)).rstrip())
     for row in shown:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
 async def _down(config: Config) -> None:

@@ -98,6 +98,7 @@ async def _forward_with_retry(request: web.Request, supervisor: Supervisor, site
     # was sent yet, so look again (restarting it if need be) and send it once more.
     for attempt in range(2):
         port = await supervisor.acquire(site)
+        site.active += 1  # open work the reaper waits for before pausing or stopping the site
         try:
             if request.headers.get("Upgrade", "").lower() == "websocket":
                 await supervisor.wait_routed(site, ROUTE_WAIT)
@@ -109,6 +110,8 @@ async def _forward_with_retry(request: web.Request, supervisor: Supervisor, site
                 raise SiteUnavailable(site.config.name, "its container refuses connections") from None
         except aiohttp.ServerDisconnectedError:
             raise SiteUnavailable(site.config.name, "it closed the connection without answering") from None
+        finally:
+            site.active -= 1
     raise AssertionError("unreachable")
 
 

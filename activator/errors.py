@@ -47,3 +47,11 @@ class ContainerGone(Exception):
     def __init__(self, container_id: str) -> None:
         self.container_id = container_id
         super().__init__(f"container {container_id[:12]} no longer exists")
+
+
+class SiteFailing(SiteUnavailable):
+    """Crashed too often lately: answered at once until the backoff allows the next try."""
+
+    def __init__(self, site: str, reason: str, retry_after: int) -> None:
+        super().__init__(site, reason)
+        self.retry_after = max(1, retry_after)

@@ -34,8 +34,10 @@ class Strategy(enum.StrEnum):
 
 class SiteState(enum.StrEnum):
     STOPPED = "stopped"
-    STARTING = "starting"
+    STARTING = "starting"  # also while waking from paused
     RUNNING = "running"
+    DRAINING = "draining"  # routed to the activator, waiting for in-flight work before a pause or stop
+    PAUSED = "paused"
 
 
 @dataclass(frozen=True)
@@ -43,10 +45,18 @@ class Container:
     """What the runtime knows of one site's container."""
 
     id: str
-    running: bool
-    host_port: int | None  # the published port on 127.0.0.1, known while running
+    status: str  # the engine's word: created, running, paused, exited, ...
+    host_port: int | None = None  # the published port on 127.0.0.1, known while running or paused
     exit_code: int | None = None
-    status: str = ""  # the engine's word: created, running, paused, exited, ...
+    site: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    @property
+    def paused(self) -> bool:
+        return self.status == "paused"
 
 
 @dataclass(frozen=True)

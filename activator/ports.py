@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from activator.config import SiteConfig
@@ -22,6 +22,14 @@ class ContainerRuntime(Protocol):
 
     async def stop(self, container_id: str, grace: float) -> None: ...
 
+    async def pause(self, container_id: str) -> None: ...
+
+    async def unpause(self, container_id: str) -> None: ...
+
+    async def remove(self, container_id: str) -> None: ...
+
+    async def list_deployment(self) -> list[Container]: ...
+
     async def last_log_line(self, container_id: str) -> str: ...
 
     def watch(self, on_event: Callable[[ContainerEvent], None]) -> None:
@@ -32,6 +40,10 @@ class ContainerRuntime(Protocol):
 class Router(Protocol):
     async def route(self, site: SiteConfig, host_port: int | None) -> None:
         """Send the site's traffic to its container on host_port, or to the activator when None."""
+        ...
+
+    async def in_flight(self) -> Mapping[str, int]:
+        """Requests (streams and WebSockets included) open through the proxy, by upstream "host:port"."""
         ...
 
 

@@ -33,9 +33,11 @@ class Event:
 
 
 @dataclass(frozen=True)
-class StartStats:
-    starts: int
-    last_start_ms: float | None
+class SiteCounts:
+    starts: int = 0
+    wakes: int = 0
+    crashes: int = 0  # crashes and OOM kills
+    last_start_ms: float | None = None
 
 
 class Store:
@@ -77,12 +79,17 @@ class Store:
         ) as cur:
             return [Event(*row) for row in await cur.fetchall()]
 
-    async def start_stats(self) -> dict[str, StartStats]:
+    async def site_counts(self) -> dict[str, SiteCounts]:
+        """Starts, wakes and crashes per site over the whole event log, and the last start's duration."""
         query = """
-            SELECT site, COUNT(*),
+            SELECT site,
+                   SUM(kind = 'start'), SUM(kind = 'wake'), SUM(kind IN ('crash', 'oom')),
                    (SELECT duration_ms FROM events e2 WHERE e2.site = e.site AND e2.kind = 'start'
                     ORDER BY id DESC LIMIT 1)
-            FROM events e WHERE kind = 'start' GROUP BY site
+            FROM events e GROUP BY site
         """
         async with self.db.execute(query) as cur:
-            return {site: StartStats(count, last) for site, count, last in await cur.fetchall()}
+            return {
+                site: SiteCounts(starts, wakes, crashes, last)
+                for site, starts, wakes, crashes, last in await cur.fetchall()
+            }

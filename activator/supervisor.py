@@ -1,9 +1,10 @@
-"""Owns every site's state: adoption at startup, single-flight starts, readiness probes, route switches."""
+"""Owns every site's state: adoption, single-flight starts and wakes, probes, route switches, crashes."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -12,8 +13,10 @@ from typing import Any
 import aiohttp
 
 from activator.config import Config, SiteConfig
+from activator.core.policy import Backoff, CrashRecord
 from activator.core.probe import is_ready_status, probe_delays
-from activator.errors import ContainerGone, QueueFull, SiteUnavailable, StartFailed, StartTimeout
+from activator.core.rates import Rates
+from activator.errors import ContainerGone, QueueFull, SiteFailing, SiteUnavailable, StartFailed, StartTimeout
 from activator.metrics import START_SECONDS, STARTS, WAITING
 from activator.model import ContainerEvent, SiteState, Strategy
 from activator.ports import Clock, ContainerRuntime, EventLog, Router
@@ -31,21 +34,31 @@ FORWARD_CONCURRENCY = 16
 
 @dataclass
 class Site:
-    """One site's live state. Only the supervisor changes it, always on the event loop."""
+    """One site's live state. Only the supervisor and the reaper change it, always on the event loop."""
 
     config: SiteConfig
     state: SiteState = SiteState.STOPPED
     container_id: str | None = None
-    host_port: int | None = None
-    starting: asyncio.Task[int] | None = None
+    host_port: int | None = None  # known while running or paused
+    transition: asyncio.Task[int] | None = None  # a start or a wake in progress
+    draining: asyncio.Task[None] | None = None  # a drain, then pause or stop, in progress
     exited: asyncio.Future[int | None] | None = None  # resolved by a "die" event during a start
-    waiting: int = 0
-    failure: str = ""  # why the last start failed, for status
     stopping: asyncio.Future[None] | None = None  # stopping the container of a start that timed out
+    waiting: int = 0  # requests held by the activator for this site
+    active: int = 0  # requests the activator is forwarding to the container now
+    up_since: float | None = None  # when it last started, woke or was adopted
+    failure: str = ""  # why the last start failed, or the last crash
+    crashes: CrashRecord = field(default_factory=CrashRecord)
+    oom: bool = False  # the engine reported an OOM kill; the "die" that follows is one
+    restart: asyncio.TimerHandle | None = None
     # Set once Caddy's route points at the running container. Caddy 2.6 closes every proxied WebSocket
-    # when its config changes, so a WebSocket is connected only after the switch (see DESIGN: known traps).
+    # when its config changes, so a WebSocket is connected only after the switch (see README: known limits).
     routed: asyncio.Event = field(default_factory=asyncio.Event)
     forwarding: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(FORWARD_CONCURRENCY))
+
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(self.config.restart_backoff, self.config.restart_backoff_max)
 
 
 class Supervisor:
@@ -63,7 +76,8 @@ class Supervisor:
         self.router = router
         self.events = events
         self.http = http
-        self.clock = clock
+        self.clock = clock  # wall-clock seconds: Caddy's access log stamps requests in the same time
+        self.rates = Rates()
         self.sites = {s.name: Site(s) for s in config.sites}
         self._by_host = {host: s.name for s in config.sites for host in s.hosts}
         self._background: set[asyncio.Task[Any]] = set()
@@ -82,10 +96,28 @@ class Supervisor:
             n: s.host_port for n, s in self.sites.items() if s.state is SiteState.RUNNING and s.host_port is not None
         }
 
+    def on_request(self, host: str, ts: float) -> None:
+        """One request for `host` started at `ts` (from Caddy's access log, or held here)."""
+        site = self.site_for_host(host)
+        if site is not None:
+            self.rates.record(site.config.name, ts)
+
+    def last_activity(self, site: Site) -> float:
+        return max(self.rates.last_request(site.config.name) or 0.0, site.up_since or 0.0)
+
+    def failing(self, site: Site, now: float) -> bool:
+        return site.crashes.failing(now) and now < site.crashes.next_try(site.backoff)
+
     # -- startup ------------------------------------------------------------------------------
 
     async def adopt(self) -> None:
-        """Take over the containers found by label; create the missing ones. Starts nothing."""
+        """Take over the containers found by label, restarting none; create missing ones; remove orphans."""
+        now = self.clock()
+        for container in await self.runtime.list_deployment():
+            if container.site not in self.sites:
+                log.warning("removing container %s: site %r left the config", container.id[:12], container.site)
+                await self.runtime.remove(container.id)
+                await self.events.record(container.site, "removed", "config", detail=container.id[:12])
         for site in self.sites.values():
             found = await self.runtime.find(site.config)
             if found is None:
@@ -98,20 +130,24 @@ class Supervisor:
                     continue
                 await self.events.record(site.config.name, "created", "startup", detail=found.id[:12])
             site.container_id = found.id
-            if found.running and found.host_port is not None:
-                site.state, site.host_port = SiteState.RUNNING, found.host_port
-                site.routed.set()  # the full config loaded at startup routes it to the container
-                log.info("site %s: adopted running container %s", site.config.name, found.id[:12])
+            if (found.running or found.paused) and found.host_port is not None:
+                site.host_port, site.up_since = found.host_port, now  # a fresh idle window after a restart
+                site.state = SiteState.RUNNING if found.running else SiteState.PAUSED
+                if found.running:
+                    site.routed.set()  # the full config loaded at startup routes it to the container
+                log.info("site %s: adopted %s container %s", site.config.name, found.status, found.id[:12])
 
     def start_persistent(self) -> None:
         for site in self.sites.values():
-            if site.config.strategy is Strategy.PERSISTENT and site.state is SiteState.STOPPED:
-                self._watch(self._begin_start(site, "persistent"))
+            if site.config.strategy is Strategy.PERSISTENT and site.state in (SiteState.STOPPED, SiteState.PAUSED):
+                self.watch(self._begin(site, "persistent"))
 
     async def close(self) -> None:
         tasks: set[asyncio.Future[Any]] = set(self._background)
         for site in self.sites.values():
-            tasks.update(t for t in (site.starting, site.stopping) if t is not None)
+            tasks.update(t for t in (site.transition, site.draining, site.stopping) if t is not None)
+            if site.restart is not None:
+                site.restart.cancel()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -119,18 +155,33 @@ class Supervisor:
     # -- the request path ---------------------------------------------------------------------
 
     async def acquire(self, site: Site) -> int:
-        """The host port of the site's running container, starting it once however many requests wait."""
+        """The host port of the site's running container, starting or waking it once however many wait."""
         if site.state is SiteState.RUNNING and site.host_port is not None:
             return site.host_port
+        now = self.clock()
+        if self.failing(site, now):
+            retry = math.ceil(site.crashes.next_try(site.backoff) - now)
+            raise SiteFailing(
+                site.config.name,
+                f"failing, crashed {len(site.crashes.times)} times in 5 minutes "
+                f"(last: {site.failure}); next try in {retry}s",
+                retry,
+            )
         if site.waiting >= site.config.max_waiting:
             raise QueueFull(site.config.name, site.config.max_waiting)
         site.waiting += 1
         gauge = WAITING.labels(site.config.name)
         gauge.inc()
         try:
-            task = site.starting or self._begin_start(site, "request")
-            # shield: one waiter giving up (client gone) must not cancel the start the others wait on.
-            return await asyncio.shield(task)
+            while True:
+                if site.state is SiteState.RUNNING and site.host_port is not None:
+                    return site.host_port
+                if site.draining is not None:  # the reaper sees the waiting request and gives the site back
+                    with suppress(Exception):
+                        await asyncio.shield(site.draining)
+                    continue
+                # shield: one waiter giving up (client gone) must not cancel what the others wait on.
+                return await asyncio.shield(site.transition or self._begin(site, "request"))
         finally:
             site.waiting -= 1
             gauge.dec()
@@ -141,19 +192,48 @@ class Supervisor:
             return
         found = await self.runtime.find(site.config)
         if found is None or not found.running or found.host_port != host_port:
-            self._mark_stopped(site, "refused")
+            await self._crashed(site, "its container stopped answering")
 
-    # -- starting -----------------------------------------------------------------------------
+    # -- starting and waking ------------------------------------------------------------------
 
-    def _begin_start(self, site: Site, cause: str) -> asyncio.Task[int]:
+    def _begin(self, site: Site, cause: str) -> asyncio.Task[int]:
+        wake = site.state is SiteState.PAUSED
         site.state = SiteState.STARTING
         site.routed.clear()
-        site.starting = asyncio.get_running_loop().create_task(self._start(site, cause))
-        return site.starting
+        site.transition = asyncio.ensure_future(self._wake(site, cause) if wake else self._start(site, cause))
+        return site.transition
+
+    async def _wake(self, site: Site, cause: str) -> int:
+        cfg = site.config
+        began = self.clock()
+        try:
+            assert site.container_id is not None and site.host_port is not None
+            async with asyncio.timeout(cfg.start_timeout):
+                await self.runtime.unpause(site.container_id)
+                site.exited = asyncio.get_running_loop().create_future()
+                await self._probe(site, site.host_port)
+        except Exception as exc:
+            # It will not wake: stop it and start it afresh for the waiting requests.
+            log.warning("site %s: wake failed (%s); restarting it", cfg.name, exc)
+            site.state, site.host_port = SiteState.STOPPED, None
+            if site.container_id is not None:
+                with suppress(Exception):
+                    await self.runtime.stop(site.container_id, FAILED_START_GRACE)
+            site.exited = None
+            return await self._start(site, cause)
+        finally:
+            if site.transition is asyncio.current_task():
+                site.transition = None
+        site.exited = None
+        elapsed = self.clock() - began
+        self._up(site, site.host_port, f"woke in {elapsed * 1000:.0f} ms ({cause})")
+        self.watch(self.events.record(cfg.name, "wake", cause, elapsed * 1000))
+        return site.host_port
 
     async def _start(self, site: Site, cause: str) -> int:
         cfg = site.config
         began = self.clock()
+        site.state = SiteState.STARTING
         site.exited = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(cfg.start_timeout):
@@ -168,20 +248,27 @@ class Supervisor:
             log.warning("site %s: start failed: %s", cfg.name, error.reason, exc_info=error is not exc)
             if isinstance(error, StartTimeout) and site.container_id:
                 site.stopping = asyncio.ensure_future(self._stop_failed(site, site.container_id))
-            await self.events.record(cfg.name, "start_failed", cause, (self.clock() - began) * 1000, error.reason)
+            elapsed_ms = (self.clock() - began) * 1000
+            await self.events.record(cfg.name, "start_failed", cause, elapsed_ms, error.reason)
+            if isinstance(error, StartFailed | StartTimeout):
+                self._count_crash(site)
             raise error from None
         finally:
-            site.starting = None
             site.exited = None
+            if site.transition is asyncio.current_task():
+                site.transition = None
         elapsed = self.clock() - began
-        site.state, site.host_port, site.failure = SiteState.RUNNING, port, ""
         STARTS.labels(cfg.name, "ok").inc()
         START_SECONDS.labels(cfg.name).observe(elapsed)
-        log.info("site %s: started in %.0f ms (%s)", cfg.name, elapsed * 1000, cause)
-        # Held requests are released now; Caddy's route follows in the background.
-        self._watch(self._route(site, port))
-        self._watch(self.events.record(cfg.name, "start", cause, elapsed * 1000))
+        self._up(site, port, f"started in {elapsed * 1000:.0f} ms ({cause})")
+        self.watch(self.events.record(cfg.name, "start", cause, elapsed * 1000))
         return port
+
+    def _up(self, site: Site, port: int, what: str) -> None:
+        site.state, site.host_port, site.up_since = SiteState.RUNNING, port, self.clock()
+        log.info("site %s: %s", site.config.name, what)
+        # Held requests are released now; Caddy's route follows in the background.
+        self.watch(self.route(site, port))
 
     async def _stop_failed(self, site: Site, container_id: str) -> None:
         try:
@@ -232,31 +319,22 @@ class Supervisor:
 
     async def _exit_reason(self, site: Site, code: int | None) -> str:
         last = await self.runtime.last_log_line(site.container_id) if site.container_id else ""
-        reason = f"its container exited with code {code}" if code is not None else "its container exited"
+        if site.oom:
+            reason = "its container was killed for using more memory than its limit"
+        elif code is not None:
+            reason = f"its container exited with code {code}"
+        else:
+            reason = "its container exited"
         return f"{reason}: {last}" if last else reason
 
-    # -- engine events ------------------------------------------------------------------------
+    # -- routes -------------------------------------------------------------------------------
 
-    def on_container_event(self, event: ContainerEvent) -> None:
-        site = self.sites.get(event.site)
-        if site is None or (site.container_id and event.container_id != site.container_id):
-            return
-        if event.action == "die":
-            if site.exited is not None and not site.exited.done():
-                site.exited.set_result(event.exit_code)
-            elif site.state is SiteState.RUNNING:
-                self._mark_stopped(site, f"exited with code {event.exit_code}")
-        elif event.action == "destroy":
-            site.container_id = None
-            if site.state is SiteState.RUNNING:
-                self._mark_stopped(site, "removed")
-
-    async def _route(self, site: Site, host_port: int | None) -> None:
+    async def route(self, site: Site, host_port: int | None) -> None:
         site.routed.clear()
         try:
             await self.router.route(site.config, host_port)
         finally:
-            if host_port is not None and site.host_port == host_port:
+            if host_port is not None and site.host_port == host_port and site.state is SiteState.RUNNING:
                 site.routed.set()
 
     async def wait_routed(self, site: Site, limit: float) -> None:
@@ -265,18 +343,61 @@ class Supervisor:
             async with asyncio.timeout(limit):
                 await site.routed.wait()
 
-    def _mark_stopped(self, site: Site, why: str) -> None:
-        log.warning("site %s: container %s", site.config.name, why)
-        site.state, site.host_port = SiteState.STOPPED, None
-        self._watch(self._route(site, None))
-        self._watch(self.events.record(site.config.name, "exited", "engine", detail=why))
+    # -- crashes ------------------------------------------------------------------------------
 
-    def _watch(self, work: Awaitable[Any]) -> None:
+    def on_container_event(self, event: ContainerEvent) -> None:
+        site = self.sites.get(event.site)
+        if site is None or (site.container_id and event.container_id != site.container_id):
+            return
+        if event.action == "oom":
+            site.oom = True
+        elif event.action == "die":
+            if site.exited is not None and not site.exited.done():
+                site.exited.set_result(event.exit_code)
+            elif site.state in (SiteState.RUNNING, SiteState.PAUSED):
+                self.watch(self._crashed(site, f"exited with code {event.exit_code}"))
+            else:
+                site.oom = False  # our own stop (draining, failed start): not a crash
+        elif event.action == "destroy":
+            site.container_id = None
+            if site.state in (SiteState.RUNNING, SiteState.PAUSED):
+                self.watch(self._crashed(site, "its container was removed"))
+
+    async def _crashed(self, site: Site, why: str) -> None:
+        if site.state not in (SiteState.RUNNING, SiteState.PAUSED):
+            return
+        kind = "oom" if site.oom else "crash"
+        reason = await self._exit_reason(site, None) if site.oom else f"its container {why}"
+        site.oom = False
+        site.state, site.host_port, site.failure = SiteState.STOPPED, None, reason
+        log.warning("site %s: %s", site.config.name, reason)
+        self._count_crash(site)
+        self.watch(self.route(site, None))
+        await self.events.record(site.config.name, kind, "engine", detail=reason)
+
+    def _count_crash(self, site: Site) -> None:
+        now = self.clock()
+        site.crashes = site.crashes.crashed(now, site.up_since)
+        if site.config.strategy is Strategy.PERSISTENT:
+            delay = max(0.0, site.crashes.next_try(site.backoff) - now)
+            if site.restart is not None:
+                site.restart.cancel()
+            log.info("site %s: restarting in %.1f s", site.config.name, delay)
+            site.restart = asyncio.get_running_loop().call_later(delay, self._restart, site)
+
+    def _restart(self, site: Site) -> None:
+        site.restart = None
+        if site.state is SiteState.STOPPED and site.transition is None and site.draining is None:
+            self.watch(self._begin(site, "restart"))
+
+    # -- background work ----------------------------------------------------------------------
+
+    def watch(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._finished)
 
-    def _finished(self, task: asyncio.Task[Any]) -> None:
+    def _finished(self, task: asyncio.Future[Any]) -> None:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()

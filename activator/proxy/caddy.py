@@ -15,6 +15,7 @@ import orjson
 
 from activator.config import CaddyConfig, Config, SiteConfig
 from activator.metrics import ROUTE_CHANGES
+from activator.proxy.accesslog import ACCESS_LOGGER
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +76,30 @@ def render(config: Config, running: Mapping[str, int]) -> dict[str, Any]:
     activator = str(config.server.listen)
     routes = [site_route(site, activator, running.get(site.name)) for site in config.sites]
     routes.append({"handle": [{"handler": "static_response", "status_code": 404, "body": "unknown host\n"}]})
-    server: dict[str, Any] = {"listen": [config.caddy.http_listen], "routes": routes}
+    server: dict[str, Any] = {
+        "listen": [config.caddy.http_listen],
+        "routes": routes,
+        # Every host's access log goes to one logger (logger_names would need each Host exactly, port and all).
+        "logs": {"default_logger_name": ACCESS_LOGGER},
+    }
     if not config.caddy.automatic_https:
         server["automatic_https"] = {"disable": True}
+    access = f"http.log.access.{ACCESS_LOGGER}"
     return {
         "admin": admin_config(config.caddy),
         "storage": {"module": "file_system", "root": str(config.server.state_dir / "caddy")},
+        "logging": {
+            "logs": {
+                "default": {"exclude": [access]},
+                ACCESS_LOGGER: {
+                    # Caddy 2.6 dials this when the config loads (so the listener must be up first), and
+                    # after a failed write redials at most every 10 s, writing to stderr meanwhile.
+                    "writer": {"output": "net", "address": str(config.server.access_log_listen)},
+                    "encoder": {"format": "json"},
+                    "include": [access],
+                },
+            }
+        },
         "apps": {"http": {"servers": {SERVER: server}}},
     }
 
@@ -151,6 +170,9 @@ class CaddyRouter:
         self._lock = asyncio.Lock()
         self._wanted: dict[str, int | None] = {}
         self._applied: dict[str, int | None] = {}
+
+    async def in_flight(self) -> Mapping[str, int]:
+        return {u["address"]: int(u.get("num_requests") or 0) for u in await self.admin.upstreams()}
 
     def loaded(self, running: Mapping[str, int | None]) -> None:
         """Record what a full /load just set, so that later switches are diffs against it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -44,13 +45,14 @@ def _published_port(attrs: dict[str, Any], port: int) -> int | None:
 
 def _container(attrs: dict[str, Any], port: int) -> Container:
     state = attrs.get("State") or {}
-    running = bool(state.get("Running")) and not state.get("Restarting")
+    status = str(state.get("Status") or "")
+    alive = status in ("running", "paused")
     return Container(
         id=attrs["Id"],
-        running=running,
-        host_port=_published_port(attrs, port) if running else None,
-        exit_code=None if running else state.get("ExitCode"),
-        status=str(state.get("Status") or ""),
+        status=status,
+        host_port=_published_port(attrs, port) if alive else None,
+        exit_code=None if alive else state.get("ExitCode"),
+        site=((attrs.get("Config") or {}).get("Labels") or {}).get(LABEL_SITE, ""),
     )
 
 
@@ -136,7 +138,7 @@ class DockerRuntime:
                 raise ImageMissing(site.name, site.image) from None
             except docker.errors.APIError as exc:
                 raise StartFailed(site.name, f"docker could not create it: {exc.explanation or exc}") from None
-            return Container(id=made.id or "", running=False, host_port=None)
+            return Container(id=made.id or "", status="created", site=site.name)
 
         return await self._run("create", create)
 
@@ -153,10 +155,39 @@ class DockerRuntime:
         return await self._run("start", start)
 
     async def stop(self, container_id: str, grace: float) -> None:
-        await self._run("stop", lambda: self.client.api.stop(container_id, timeout=int(grace)))
+        def stop() -> None:
+            # The engine takes whole seconds; round a sub-second grace up rather than to "kill at once".
+            self.client.api.stop(container_id, timeout=max(0, int(-(-grace // 1))))
+
+        await self._run("stop", stop)
+
+    async def pause(self, container_id: str) -> None:
+        await self._run("pause", lambda: self.client.api.pause(container_id))
+
+    async def unpause(self, container_id: str) -> None:
+        def unpause() -> None:
+            try:
+                self.client.api.unpause(container_id)
+            except docker.errors.NotFound:
+                raise ContainerGone(container_id) from None
+
+        await self._run("unpause", unpause)
 
     async def remove(self, container_id: str) -> None:
         await self._run("remove", lambda: self.client.api.remove_container(container_id, force=True))
+
+    async def list_deployment(self) -> list[Container]:
+        """Every container of this deployment that holds a site, whatever its state."""
+
+        def listing() -> list[Container]:
+            found = self.client.api.containers(
+                all=True, filters={"label": [f"{LABEL_DEPLOYMENT}={self.deployment}", f"{LABEL_ROLE}=site"]}
+            )
+            return [
+                Container(id=c["Id"], status=c.get("State", ""), site=c["Labels"].get(LABEL_SITE, "")) for c in found
+            ]
+
+        return await self._run("list", listing)
 
     async def last_log_line(self, container_id: str) -> str:
         def tail() -> str:
@@ -170,28 +201,36 @@ class DockerRuntime:
             return ""
 
     def watch(self, on_event: Callable[[ContainerEvent], None]) -> None:
+        """Follow the engine's events for this deployment in a thread; reconnect (losing none) if it breaks."""
         loop = asyncio.get_running_loop()
-        DOCKER_CALLS.labels("events").inc()
-        self._events = self.client.api.events(
-            decode=True, filters={"type": "container", "label": f"{LABEL_DEPLOYMENT}={self.deployment}"}
-        )
+        filters = {"type": "container", "label": f"{LABEL_DEPLOYMENT}={self.deployment}"}
 
         def pump() -> None:
-            try:
-                for raw in self._events:
-                    actor = raw.get("Actor") or {}
-                    attrs = actor.get("Attributes") or {}
-                    code = attrs.get("exitCode")
-                    event = ContainerEvent(
-                        container_id=actor.get("ID", ""),
-                        site=attrs.get(LABEL_SITE, ""),
-                        action=str(raw.get("Action") or raw.get("status") or ""),
-                        exit_code=int(code) if code is not None and str(code).isdigit() else None,
-                    )
-                    loop.call_soon_threadsafe(on_event, event)
-            except Exception as exc:  # the stream ends with an error when closed
-                if not self._closed:
-                    log.error("docker event stream ended: %s", exc)
+            since: int | None = None  # whole seconds: a reconnect may repeat a few events, never skip one
+            while not self._closed:
+                try:
+                    DOCKER_CALLS.labels("events").inc()
+                    self._events = self.client.api.events(decode=True, filters=filters, since=since)
+                    for raw in self._events:
+                        since = int(raw.get("time") or 0) or since
+                        loop.call_soon_threadsafe(on_event, _event(raw))
+                except Exception as exc:  # closing the stream ends it with an error too
+                    if self._closed:
+                        return
+                    log.error("docker event stream broke (%s); reconnecting", exc)
+                    time.sleep(1)
 
         self._watcher = threading.Thread(target=pump, name="docker-events", daemon=True)
         self._watcher.start()
+
+
+def _event(raw: dict[str, Any]) -> ContainerEvent:
+    actor = raw.get("Actor") or {}
+    attrs = actor.get("Attributes") or {}
+    code = attrs.get("exitCode")
+    return ContainerEvent(
+        container_id=actor.get("ID", ""),
+        site=attrs.get(LABEL_SITE, ""),
+        action=str(raw.get("Action") or raw.get("status") or ""),
+        exit_code=int(code) if code is not None and str(code).isdigit() else None,
+    )

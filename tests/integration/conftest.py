@@ -47,8 +47,8 @@ async def deploy(docker_client: docker.DockerClient, images: dict[str, str]) -> 
     """deploy(sites, start=True) -> a running Deployment; everything it made is removed afterwards."""
     made: list[Deployment] = []
 
-    async def make(sites: list[dict[str, Any]], start: bool = True) -> Deployment:
-        d = Deployment(docker_client, sites)
+    async def make(sites: list[dict[str, Any]], start: bool = True, **server: Any) -> Deployment:
+        d = Deployment(docker_client, sites, **server)
         made.append(d)
         if start:
             await d.start()

@@ -53,7 +53,9 @@ class Deployment:
         self.dir = Path(tempfile.mkdtemp(prefix="du-", dir="/tmp"))  # short: unix socket paths are limited
         self.http_port = free_port()
         self.listen_port = free_port()
+        self.log_port = free_port()
         self.sites = sites
+        self.server = server
         self.config_path = self.dir / "dialup.toml"
         self.config_path.write_text(self.render(sites, **server))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -77,6 +79,8 @@ class Deployment:
             f'state_dir = "{self.dir / "state"}"',
             f'listen = "127.0.0.1:{self.listen_port}"',
             f'name = "{self.name}"',
+            f'access_log_listen = "127.0.0.1:{self.log_port}"',
+            *(f"{key} = {_toml(value)}" for key, value in server.items()),
             "[caddy]",
             f'http_listen = "127.0.0.1:{self.http_port}"',
             f'admin = "unix/{self.caddy_socket}"',

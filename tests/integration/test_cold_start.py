@@ -208,6 +208,6 @@ async def test_status_reports_starts_and_their_duration_from_the_event_log(deplo
     rows = await until(lambda: (r := status())["counted"]["starts"] == 1 and r, 10, "the start event")
     assert rows["counted"]["state"] == "running" and rows["counted"]["last_start_ms"] > 0
     assert rows["counted"]["memory_limit"] == 64 * 1024 * 1024
-    assert rows["idle"]["state"] == "created" and rows["idle"]["starts"] == 0
+    assert rows["idle"]["state"] == "stopped" and rows["idle"]["starts"] == 0
     table = d.command("status").stdout
     assert "counted" in table and "running" in table and "64MiB" in table
