@@ -40,6 +40,8 @@ async def site_status(supervisor: Supervisor, store: Store) -> list[dict[str, An
                 "routed": site.state is SiteState.RUNNING and site.routed.is_set(),
                 "requests_per_minute": round(supervisor.rates.per_minute(name, now), 2),
                 "last_request_age_s": round(now - last, 1) if last is not None else None,
+                # What the idle policy counts: since the last request, or the start or wake if later.
+                "idle_s": round(now - supervisor.last_activity(site), 1) if site.up_since else None,
                 "in_flight": Reaper.open_requests(site, in_flight),
                 "waiting": site.waiting,
                 "starts": c.starts,

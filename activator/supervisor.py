@@ -16,7 +16,15 @@ from activator.config import Config, SiteConfig
 from activator.core.policy import Backoff, CrashRecord
 from activator.core.probe import is_ready_status, probe_delays
 from activator.core.rates import Rates
-from activator.errors import ContainerGone, QueueFull, SiteFailing, SiteUnavailable, StartFailed, StartTimeout
+from activator.errors import (
+    ContainerGone,
+    ImageMissing,
+    QueueFull,
+    SiteFailing,
+    SiteUnavailable,
+    StartFailed,
+    StartTimeout,
+)
 from activator.metrics import START_SECONDS, STARTS, WAITING
 from activator.model import ContainerEvent, SiteState, Strategy
 from activator.ports import Clock, ContainerRuntime, EventLog, Router
@@ -250,8 +258,8 @@ class Supervisor:
                 site.stopping = asyncio.ensure_future(self._stop_failed(site, site.container_id))
             elapsed_ms = (self.clock() - began) * 1000
             await self.events.record(cfg.name, "start_failed", cause, elapsed_ms, error.reason)
-            if isinstance(error, StartFailed | StartTimeout):
-                self._count_crash(site)
+            if isinstance(error, StartFailed | StartTimeout) and not isinstance(error, ImageMissing):
+                self._count_crash(site, "crash", "start", error.reason)
             raise error from None
         finally:
             site.exited = None
@@ -371,11 +379,12 @@ class Supervisor:
         site.oom = False
         site.state, site.host_port, site.failure = SiteState.STOPPED, None, reason
         log.warning("site %s: %s", site.config.name, reason)
-        self._count_crash(site)
-        self.watch(self.route(site, None))
-        await self.events.record(site.config.name, kind, "engine", detail=reason)
+        self._count_crash(site, kind, "engine", reason)
+        await self.route(site, None)
 
-    def _count_crash(self, site: Site) -> None:
+    def _count_crash(self, site: Site, kind: str, cause: str, reason: str) -> None:
+        """One crash (or OOM kill): an event, the backoff's next step, and for persistent sites a restart."""
+        self.watch(self.events.record(site.config.name, kind, cause, detail=reason))
         now = self.clock()
         site.crashes = site.crashes.crashed(now, site.up_since)
         if site.config.strategy is Strategy.PERSISTENT:

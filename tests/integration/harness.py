@@ -202,3 +202,13 @@ def _toml(value: Any) -> str:
 
 def site(name: str, image: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "hosts": [f"{name}.test"], "image": image, "port": 8080, **extra}
+
+
+def started_at(container: Any) -> str:
+    container.reload()
+    return str(container.attrs["State"]["StartedAt"])
+
+
+def docker_status(container: Any) -> str:
+    container.reload()
+    return str(container.status)

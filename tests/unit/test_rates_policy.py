@@ -35,8 +35,9 @@ def test_late_log_lines_count_in_their_own_second() -> None:
     assert rates.last_request("blog") == 12.5
 
 
-LAZY = IdleView(Strategy.LAZY, running=True, paused=False, in_flight=0, last_activity=100.0,
-                pause_after=None, idle_timeout=300.0)
+LAZY = IdleView(
+    Strategy.LAZY, running=True, paused=False, in_flight=0, last_activity=100.0, pause_after=None, idle_timeout=300.0
+)
 
 
 @pytest.mark.parametrize(
@@ -50,8 +51,11 @@ LAZY = IdleView(Strategy.LAZY, running=True, paused=False, in_flight=0, last_act
         (LAZY.__class__(**{**LAZY.__dict__, "pause_after": 10.0}), 110.0, Action.PAUSE),
         (LAZY.__class__(**{**LAZY.__dict__, "pause_after": 10.0}), 400.0, Action.STOP),  # stop beats pause
         # Paused: no more pausing, but stopped once idle_timeout passes.
-        (LAZY.__class__(**{**LAZY.__dict__, "running": False, "paused": True, "pause_after": 10.0}), 200.0,
-         Action.KEEP),
+        (
+            LAZY.__class__(**{**LAZY.__dict__, "running": False, "paused": True, "pause_after": 10.0}),
+            200.0,
+            Action.KEEP,
+        ),
         (LAZY.__class__(**{**LAZY.__dict__, "running": False, "paused": True}), 400.0, Action.STOP),
         # Starting, draining or stopped: nothing to decide.
         (LAZY.__class__(**{**LAZY.__dict__, "running": False}), 10_000.0, Action.KEEP),

@@ -9,6 +9,7 @@ import struct
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 released = asyncio.Event()
+hog = []
 
 
 async def read_request(reader):
@@ -99,6 +100,13 @@ async def handle(reader, writer):
                     writer.write(b"%x\r\n%s\r\n" % (len(part), part))
                     await writer.drain()
                 writer.write(b"0\r\n\r\n")
+            elif path == "/slow":  # answers after ?s=SECONDS
+                seconds = float(target.partition("?s=")[2] or "1")
+                await asyncio.sleep(seconds)
+                writer.write(response("200 OK", f"slept {seconds:g}\n".encode()))
+            elif path == "/alloc":  # grows its memory by ?mb=N, then answers (or is OOM-killed)
+                hog.append(b"\x01" * (int(target.partition("?mb=")[2] or "1") * 1024 * 1024))  # touched pages
+                writer.write(response("200 OK", f"holding {sum(map(len, hog)) >> 20} MiB\n".encode()))
             elif path == "/release":
                 released.set()
                 writer.write(response("200 OK", b"released\n"))
