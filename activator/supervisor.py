@@ -58,6 +58,7 @@ class Site:
     failure: str = ""  # why the last start failed, or the last crash
     crashes: CrashRecord = field(default_factory=CrashRecord)
     oom: bool = False  # the engine reported an OOM kill; the "die" that follows is one
+    killed: bool = False  # someone sent it a signal (docker stop/kill): the "die" that follows is no crash
     restart: asyncio.TimerHandle | None = None
     # Set once Caddy's route points at the running container. Caddy 2.6 closes every proxied WebSocket
     # when its config changes, so a WebSocket is connected only after the switch (see README: known limits).
@@ -359,11 +360,18 @@ class Supervisor:
             return
         if event.action == "oom":
             site.oom = True
+        elif event.action == "kill":
+            site.killed = True
         elif event.action == "die":
+            killed, site.killed = site.killed, False
             if site.exited is not None and not site.exited.done():
                 site.exited.set_result(event.exit_code)
             elif site.state in (SiteState.RUNNING, SiteState.PAUSED):
-                self.watch(self._crashed(site, f"exited with code {event.exit_code}"))
+                if killed and site.config.strategy is Strategy.LAZY and not site.oom:
+                    # Stopped from outside (docker stop): stopped, not crashed; the next request starts it.
+                    self.watch(self._stopped_externally(site, event.exit_code))
+                else:
+                    self.watch(self._crashed(site, f"exited with code {event.exit_code}"))
             else:
                 site.oom = False  # our own stop (draining, failed start): not a crash
         elif event.action == "destroy":
@@ -380,6 +388,14 @@ class Supervisor:
         site.state, site.host_port, site.failure = SiteState.STOPPED, None, reason
         log.warning("site %s: %s", site.config.name, reason)
         self._count_crash(site, kind, "engine", reason)
+        await self.route(site, None)
+
+    async def _stopped_externally(self, site: Site, code: int | None) -> None:
+        if site.state not in (SiteState.RUNNING, SiteState.PAUSED):
+            return
+        site.state, site.host_port = SiteState.STOPPED, None
+        log.info("site %s: its container was stopped from outside (exit code %s)", site.config.name, code)
+        self.watch(self.events.record(site.config.name, "stopped", "external", detail=f"exit code {code}"))
         await self.route(site, None)
 
     def _count_crash(self, site: Site, kind: str, cause: str, reason: str) -> None:

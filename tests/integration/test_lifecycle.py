@@ -203,3 +203,19 @@ async def test_a_container_whose_site_left_the_config_is_removed(deploy, images,
     await d.start()
     names = [c.id for c in docker_client.containers.list(all=True, filters={"label": f"dialup.deployment={d.name}"})]
     assert gone not in names and d.container("stay").id in names
+
+
+async def test_a_lazy_site_stopped_from_outside_is_stopped_not_crashed_and_starts_again(deploy, images):
+    d = await deploy([site("ext", images["static"], idle_timeout="off")], **FAST)
+    async with aiohttp.ClientSession() as s:
+        assert await fetch(s, d, "ext.test") == (200, STATIC_BODY)
+        await d.wait_routed("ext")
+        await asyncio.to_thread(d.container("ext").stop, timeout=5)
+
+        async def stopped() -> bool:
+            return await state(d, "ext") == "stopped"
+
+        await until(stopped, 10, "the activator to see the external stop")
+        assert await fetch(s, d, "ext.test") == (200, STATIC_BODY)
+    row = (await d.status())["ext"]
+    assert (row["crashes"], row["starts"], row["state"]) == (0, 2, "running")
