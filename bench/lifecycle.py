@@ -77,10 +77,14 @@ async def main(runs: int, idle_seconds: float) -> None:
         d.close()
     for name, xs in (("wake from paused through Caddy", wakes), ("cold start through Caddy", colds)):
         xs = sorted(xs)
-        print(f"{name:<34} median {statistics.median(xs) * 1000:7.1f} ms   "
-              f"min {xs[0] * 1000:6.1f}   max {xs[-1] * 1000:6.1f}   ({runs} runs)")
+        print(
+            f"{name:<34} median {statistics.median(xs) * 1000:7.1f} ms   "
+            f"min {xs[0] * 1000:6.1f}   max {xs[-1] * 1000:6.1f}   ({runs} runs)"
+        )
     cpu, percent = await idle_cpu(client, image, idle_seconds)
-    print(f"{'activator idle, 10 running sites':<34} {cpu:.3f} s CPU over {idle_seconds:g} s = {percent:.2f} % of a core")
+    print(
+        f"{'activator idle, 10 running sites':<34} {cpu:.3f} s CPU over {idle_seconds:g} s = {percent:.2f} % of a core"
+    )
     client.close()
 
 
