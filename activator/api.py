@@ -11,7 +11,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from activator.metrics import REGISTRY
 from activator.model import SiteState
 from activator.proxy.caddy import CaddyError
-from activator.reaper import Reaper
 from activator.store import SiteCounts, Store
 from activator.supervisor import Supervisor
 
@@ -42,7 +41,7 @@ async def site_status(supervisor: Supervisor, store: Store) -> list[dict[str, An
                 "last_request_age_s": round(now - last, 1) if last is not None else None,
                 # What the idle policy counts: since the last request, or the start or wake if later.
                 "idle_s": round(now - supervisor.last_activity(site), 1) if site.up_since else None,
-                "in_flight": Reaper.open_requests(site, in_flight),
+                "in_flight": site.open_requests(in_flight),
                 "waiting": site.waiting,
                 "starts": c.starts,
                 "wakes": c.wakes,

@@ -55,6 +55,11 @@ class ServerConfig:
     name: str = "dialup"
     access_log_listen: HostPort = HostPort("127.0.0.1", 9001)  # Caddy streams its access log here
     reaper_interval: float = 1.0  # how often idle sites are looked at
+    monitor_interval: float = 5.0  # how often host and container figures are read
+
+    @property
+    def temp_dir(self) -> Path:
+        return self.state_dir / "temp"
 
     @property
     def system_dir(self) -> Path:
@@ -99,9 +104,44 @@ class SiteConfig:
     restart_backoff: float = 1.0
     restart_backoff_max: float = 60.0
 
+    cpus: float = 0.0  # 0: the kind's default
+    cpu_shares: int = 0  # 0: the kind's default
+    cap_add: tuple[str, ...] = ()  # every capability is dropped but these
+    read_only: bool = False  # a read-only root filesystem with a tmpfs /tmp
+
     @property
     def memory_limit(self) -> int:
-        return self.memory or self.kind.default_memory
+        return self.memory or self.kind.defaults.memory
+
+    @property
+    def cpu_quota(self) -> float:
+        return self.cpus or self.kind.defaults.cpus
+
+    @property
+    def cpu_weight(self) -> int:
+        return self.cpu_shares or self.kind.defaults.cpu_shares
+
+    @property
+    def pids_limit(self) -> int:
+        return self.kind.defaults.pids
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    memory: int = int(2.1 * 1024**3)  # the sum of running and paused sites' memory limits stays within this
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Host health thresholds, in percent (load average: per the machine, as `uptime` shows it)."""
+
+    memory_warning: float = 75.0
+    memory_critical: float = 90.0
+    cpu_warning: float = 80.0
+    storage_warning: float = 85.0
+    load_warning: float = 1.5
+    container_memory_warning: float = 90.0  # a container at this % of its own limit ...
+    sustained: int = 3  # ... (or the CPU above its warning) for this many monitor ticks in a row
 
 
 @dataclass(frozen=True)
@@ -110,6 +150,8 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     caddy: CaddyConfig = field(default_factory=CaddyConfig)
     sites: tuple[SiteConfig, ...] = ()
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    thresholds: Thresholds = field(default_factory=Thresholds)
 
     def site(self, name: str) -> SiteConfig:
         return next(s for s in self.sites if s.name == name)
@@ -248,6 +290,34 @@ def _non_negative(parse: Callable[[Any], float]) -> Callable[[Any], float]:
     return convert
 
 
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("expected a number")
+    return float(value)
+
+
+def _shares(value: Any) -> int:
+    shares = _typed(int, "a whole number from 2 to 262144")(value)
+    if not 2 <= shares <= 262144:
+        raise ValueError("expected a whole number from 2 to 262144")
+    return shares
+
+
+def _capabilities(value: Any) -> tuple[str, ...]:
+    caps = _strings(value)
+    for cap in caps:
+        if not re.fullmatch(r"[A-Z_]+", cap.removeprefix("CAP_")):
+            raise ValueError(f"{cap!r} is not a capability name like 'NET_BIND_SERVICE'")
+    return tuple(c.removeprefix("CAP_") for c in caps)
+
+
+def _percent(value: Any) -> float:
+    number = _number(value)
+    if not 0 < number <= 100:
+        raise ValueError("expected a percentage from 0 to 100")
+    return number
+
+
 def _path_value(value: Any) -> str:
     text = _typed(str, "a path starting with '/'")(value)
     if not text.startswith("/"):
@@ -307,6 +377,10 @@ def _site(path: Path, index: int, data: object, inherited: dict[str, Any]) -> Si
         memory=t.get("memory", _positive(parse_size), 0),
         command=t.get("command", _strings, None),
         env=t.get("env", _env, ()),
+        cpus=t.get("cpus", _positive(_number), 0.0),
+        cpu_shares=t.get("cpu_shares", _shares, 0),
+        cap_add=t.get("cap_add", _capabilities, ()),
+        read_only=t.get("read_only", _typed(bool, "true or false"), False),
         **{key: t.get(key, convert, inherited[key]) for key, convert in _INHERITED.items()},
     )
     t.done()
@@ -334,8 +408,29 @@ def load_config(path: Path | str) -> Config:
         name=s.get("name", _name, base.name),
         access_log_listen=s.get("access_log_listen", parse_listen, base.access_log_listen),
         reaper_interval=s.get("reaper_interval", _positive(parse_duration), base.reaper_interval),
+        monitor_interval=s.get("monitor_interval", _positive(parse_duration), base.monitor_interval),
     )
     s.done()
+
+    b = _Table(path, "budget", root.get("budget", dict, {}))
+    budget = BudgetConfig(memory=b.get("memory", _positive(parse_size), BudgetConfig().memory))
+    b.done()
+
+    th = _Table(path, "thresholds", root.get("thresholds", dict, {}))
+    tb = Thresholds()
+    thresholds = Thresholds(
+        memory_warning=th.get("memory_warning", _percent, tb.memory_warning),
+        memory_critical=th.get("memory_critical", _percent, tb.memory_critical),
+        cpu_warning=th.get("cpu_warning", _percent, tb.cpu_warning),
+        storage_warning=th.get("storage_warning", _percent, tb.storage_warning),
+        load_warning=th.get("load_warning", _positive(_number), tb.load_warning),
+        container_memory_warning=th.get("container_memory_warning", _percent, tb.container_memory_warning),
+        sustained=th.get("sustained", _positive(_typed(int, "a whole number")), tb.sustained),
+    )
+    th.done()
+    if thresholds.memory_critical <= thresholds.memory_warning:
+        raise ConfigError(path, "thresholds.memory_critical", thresholds.memory_critical,
+                          "must be above thresholds.memory_warning")
 
     c = _Table(path, "caddy", root.get("caddy", dict, {}))
     cb = CaddyConfig()
@@ -366,4 +461,4 @@ def load_config(path: Path | str) -> Config:
             if host in seen_hosts:
                 raise ConfigError(path, f"sites[{i}].hosts", host, f"host already used by site {seen_hosts[host]!r}")
             seen_hosts[host] = site.name
-    return Config(path=path, server=server, caddy=caddy, sites=sites)
+    return Config(path=path, server=server, caddy=caddy, sites=sites, budget=budget, thresholds=thresholds)

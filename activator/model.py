@@ -13,17 +13,29 @@ class Kind(enum.StrEnum):
     NODE = "node"
     ASTRO = "astro"
     NEXT = "next"
+    DEVELOPMENT = "development"  # a live-editing container: more memory, fewer processes, a bigger CPU share
 
     @property
-    def default_memory(self) -> int:
-        return _DEFAULT_MEMORY[self]
+    def defaults(self) -> KindDefaults:
+        return _KIND_DEFAULTS[self]
 
 
-_DEFAULT_MEMORY = {
-    Kind.STATIC: 64 * MiB,
-    Kind.NODE: 256 * MiB,
-    Kind.ASTRO: 128 * MiB,
-    Kind.NEXT: 512 * MiB,
+@dataclass(frozen=True)
+class KindDefaults:
+    memory: int
+    cpus: float  # CPU quota, in cores
+    cpu_shares: int  # relative weight when the CPU is contended (Docker's default is 1024)
+    pids: int
+
+
+# From the VPS plan: user sites share 2.1 GB and 1.0 CPU. Sites get half of Docker's default weight, so the
+# activator (outside Docker) and development containers win when the CPU is contended.
+_KIND_DEFAULTS = {
+    Kind.STATIC: KindDefaults(64 * MiB, 0.25, 512, 100),
+    Kind.NODE: KindDefaults(256 * MiB, 0.5, 512, 100),
+    Kind.ASTRO: KindDefaults(128 * MiB, 0.5, 512, 100),
+    Kind.NEXT: KindDefaults(512 * MiB, 1.0, 512, 100),
+    Kind.DEVELOPMENT: KindDefaults(512 * MiB, 0.25, 1024, 50),
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from activator.config import Config, SiteConfig
-from activator.core.policy import Backoff, CrashRecord
+from activator.core.policy import Action, Backoff, CrashRecord
 from activator.core.probe import is_ready_status, probe_delays
 from activator.core.rates import Rates
 from activator.errors import (
@@ -38,6 +38,7 @@ PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2)
 # response headers arrive: hundreds at once overflow a small listen backlog (busybox httpd's is 9), and the
 # overflow then waits on TCP SYN retries (1 s, 3 s, 7 s, ...). Long responses do not hold a slot.
 FORWARD_CONCURRENCY = 16
+DRAIN_POLL = 0.05  # seconds between looks at the in-flight counts while draining
 
 
 @dataclass
@@ -49,7 +50,7 @@ class Site:
     container_id: str | None = None
     host_port: int | None = None  # known while running or paused
     transition: asyncio.Task[int] | None = None  # a start or a wake in progress
-    draining: asyncio.Task[None] | None = None  # a drain, then pause or stop, in progress
+    draining: asyncio.Task[bool] | None = None  # a drain, then pause or stop, in progress
     exited: asyncio.Future[int | None] | None = None  # resolved by a "die" event during a start
     stopping: asyncio.Future[None] | None = None  # stopping the container of a start that timed out
     waiting: int = 0  # requests held by the activator for this site
@@ -68,6 +69,20 @@ class Site:
     @property
     def backoff(self) -> Backoff:
         return Backoff(self.config.restart_backoff, self.config.restart_backoff_max)
+
+    @property
+    def busy(self) -> bool:
+        """Starting, waking, draining, or holding requests: not to be paused, stopped or evicted now."""
+        return self.transition is not None or self.draining is not None or self.waiting > 0
+
+    @property
+    def holds_memory(self) -> bool:
+        return self.state in (SiteState.RUNNING, SiteState.PAUSED, SiteState.STARTING, SiteState.DRAINING)
+
+    def open_requests(self, in_flight: Mapping[str, int]) -> int:
+        """Requests open to the container: through Caddy (from its upstream counts) or forwarded here."""
+        through_caddy = in_flight.get(f"127.0.0.1:{self.host_port}", 0) if self.host_port else 0
+        return through_caddy + self.active
 
 
 class Supervisor:
@@ -414,6 +429,57 @@ class Supervisor:
         site.restart = None
         if site.state is SiteState.STOPPED and site.transition is None and site.draining is None:
             self.watch(self._begin(site, "restart"))
+
+    # -- draining, pausing, stopping ----------------------------------------------------------
+
+    def begin_drain(self, site: Site, action: Action, cause: str, detail: str = "") -> asyncio.Task[bool]:
+        site.draining = asyncio.ensure_future(self._drain(site, action, cause, detail))
+        return site.draining
+
+    async def _drain(self, site: Site, action: Action, cause: str, detail: str) -> bool:
+        """Route to the activator, wait for open work to end, then pause or stop. Held requests win:
+        if one arrives before the pause or stop, the site is kept (and False returned)."""
+        cfg = site.config
+        was_paused = site.state is SiteState.PAUSED
+        began = self.clock()
+        try:
+            site.state = SiteState.DRAINING
+            if not was_paused:
+                await self.route(site, None)
+                deadline = began + cfg.drain_timeout
+                while (open_now := site.open_requests(await self.router.in_flight())) > 0 and not site.waiting:
+                    if self.clock() > deadline:
+                        log.warning("site %s: %d requests still open after drain_timeout", cfg.name, open_now)
+                        break
+                    await asyncio.sleep(DRAIN_POLL)
+                if site.waiting:  # a request arrived meanwhile: keep the site, do not stop it under its nose
+                    site.state = SiteState.RUNNING
+                    await self.route(site, site.host_port)
+                    return False
+            assert site.container_id is not None
+            if was_paused:  # a frozen process cannot take its SIGTERM: thaw it, then stop it
+                await self.runtime.unpause(site.container_id)
+            if action is Action.PAUSE:
+                await self.runtime.pause(site.container_id)
+                site.state = SiteState.PAUSED
+            else:
+                await self.runtime.stop(site.container_id, cfg.stop_grace)
+                site.state, site.host_port = SiteState.STOPPED, None
+            kind = {Action.PAUSE: "paused", Action.STOP: "stopped"}[action]
+            if cause != "idle":
+                kind = "evicted"
+            log.info("site %s: %s (%s%s)", cfg.name, kind, cause, f": {detail}" if detail else "")
+            await self.events.record(cfg.name, kind, cause, (self.clock() - began) * 1000, detail)
+            return True
+        except Exception:
+            log.exception("site %s: drain failed", cfg.name)
+            # Whatever happened, leave a state that the request path can recover from.
+            site.state, site.host_port = SiteState.STOPPED, None
+            if site.container_id is not None:
+                self.watch(self.runtime.stop(site.container_id, cfg.stop_grace))
+            return True
+        finally:
+            site.draining = None
 
     # -- background work ----------------------------------------------------------------------
 

@@ -26,8 +26,7 @@ LABEL_DEPLOYMENT = "dialup.deployment"
 LABEL_SITE = "dialup.site"
 LABEL_ROLE = "dialup.role"
 
-# Container hardening every site gets (DESIGN: security by default).
-PIDS_LIMIT = 100
+# Open files per container (DESIGN: security by default; the pids limit comes with the site's kind).
 NOFILE = 1024
 
 
@@ -127,10 +126,15 @@ class DockerRuntime:
                     ports={f"{site.port}/tcp": ("127.0.0.1", None)},  # type: ignore[dict-item]
                     mem_limit=site.memory_limit,
                     memswap_limit=site.memory_limit,  # no swap: the limit is the limit
+                    nano_cpus=int(site.cpu_quota * 1e9),
+                    cpu_shares=site.cpu_weight,
                     init=True,  # signals and zombie reaping work, so stops take milliseconds
                     security_opt=["no-new-privileges"],
                     cap_drop=["ALL"],
-                    pids_limit=PIDS_LIMIT,
+                    cap_add=list(site.cap_add) or None,
+                    read_only=site.read_only,
+                    tmpfs={"/tmp": "rw,nosuid,nodev,size=64m"} if site.read_only else None,
+                    pids_limit=site.pids_limit,
                     ulimits=[Ulimit(name="nofile", soft=NOFILE, hard=NOFILE)],
                     detach=True,
                 )
@@ -172,6 +176,9 @@ class DockerRuntime:
                 raise ContainerGone(container_id) from None
 
         await self._run("unpause", unpause)
+
+    async def set_cpu_shares(self, container_id: str, shares: int) -> None:
+        await self._run("update", lambda: self.client.api.update_container(container_id, cpu_shares=shares))
 
     async def remove(self, container_id: str) -> None:
         await self._run("remove", lambda: self.client.api.remove_container(container_id, force=True))
