@@ -55,3 +55,18 @@ class SiteFailing(SiteUnavailable):
     def __init__(self, site: str, reason: str, retry_after: int) -> None:
         super().__init__(site, reason)
         self.retry_after = max(1, retry_after)
+
+
+class BudgetFull(SiteUnavailable):
+    """Starting the site would take the sites' memory limits past the budget, and no idle site can make room."""
+
+    retry_after = 10
+
+    def __init__(self, site: str, need: int, used: int, budget: int) -> None:
+        self.need, self.used, self.budget = need, used, budget
+        mib = 1 << 20
+        super().__init__(
+            site,
+            f"memory budget full: it needs {need // mib} MiB, {used // mib} of {budget // mib} MiB are held "
+            "by sites that cannot be stopped now",
+        )

@@ -13,10 +13,12 @@ from typing import Any
 import aiohttp
 
 from activator.config import Config, SiteConfig
+from activator.core.budget import Resident, admit
 from activator.core.policy import Action, Backoff, CrashRecord
 from activator.core.probe import is_ready_status, probe_delays
 from activator.core.rates import Rates
 from activator.errors import (
+    BudgetFull,
     ContainerGone,
     ImageMissing,
     QueueFull,
@@ -261,6 +263,7 @@ class Supervisor:
         site.exited = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(cfg.start_timeout):
+                await self._admit(site)
                 if site.stopping is not None:  # a failed start's stop: let it finish, or its "die" fails us
                     await asyncio.shield(site.stopping)
                 port = await self._start_container(site)
@@ -287,6 +290,35 @@ class Supervisor:
         self._up(site, port, f"started in {elapsed * 1000:.0f} ms ({cause})")
         self.watch(self.events.record(cfg.name, "start", cause, elapsed * 1000))
         return port
+
+    async def _admit(self, site: Site) -> None:
+        """Make room within the memory budget before a start: evict idle sites (drained first), or refuse."""
+        budget, need = self.config.budget.memory, site.config.memory_limit
+        for _ in range(3):  # a victim that got a request while draining is kept: plan again
+            residents = [s for s in self.sites.values() if s is not site and s.holds_memory]
+            used = sum(s.config.memory_limit for s in residents)
+            if used + need <= budget:
+                return
+            in_flight = await self.router.in_flight()
+            plan = admit(need, budget, (self.resident(s, in_flight) for s in residents))
+            if plan is None:
+                await self.events.record(site.config.name, "refused", "budget", detail=f"{used} of {budget} bytes")
+                raise BudgetFull(site.config.name, need, used, budget)
+            detail = f"made room for {site.config.name}"
+            drains = [self.begin_drain(self.sites[name], Action.STOP, "budget", detail) for name in plan.evict]
+            await asyncio.gather(*drains)
+        raise BudgetFull(site.config.name, need, used, budget)
+
+    def resident(self, site: Site, in_flight: Mapping[str, int]) -> Resident:
+        return Resident(
+            name=site.config.name,
+            memory=site.config.memory_limit,
+            paused=site.state is SiteState.PAUSED,
+            last_activity=self.last_activity(site),
+            in_flight=site.open_requests(in_flight),
+            persistent=site.config.strategy is Strategy.PERSISTENT,
+            busy=site.busy or site.state not in (SiteState.RUNNING, SiteState.PAUSED),
+        )
 
     def _up(self, site: Site, port: int, what: str) -> None:
         site.state, site.host_port, site.up_since = SiteState.RUNNING, port, self.clock()

@@ -74,6 +74,8 @@ class Deployment:
         return f"http://127.0.0.1:{self.http_port}"
 
     def render(self, sites: list[dict[str, Any]], **server: Any) -> str:
+        server = dict(server)
+        tables = {key: server.pop(key) for key in ("budget", "thresholds") if key in server}
         lines = [
             "[server]",
             f'state_dir = "{self.dir / "state"}"',
@@ -86,6 +88,9 @@ class Deployment:
             f'admin = "unix/{self.caddy_socket}"',
             "manage = true",
         ]
+        for table, values in tables.items():
+            lines.append(f"[{table}]")
+            lines.extend(f"{key} = {_toml(value)}" for key, value in values.items())
         for site in sites:
             lines.append("[[sites]]")
             for key, value in site.items():
@@ -163,6 +168,19 @@ class Deployment:
             filters={"type": "container", "event": "start", "container": f"dialup-{self.name}-{site}"},
         )
         return sum(1 for _ in events)
+
+    async def events(self, site: str | None = None) -> list[dict[str, Any]]:
+        """Event rows from the SQLite event log, oldest first."""
+        import aiosqlite
+
+        async with aiosqlite.connect(self.dir / "state" / "system" / "dialup.db") as db:
+            db.row_factory = aiosqlite.Row
+            query = "SELECT site, kind, cause, duration_ms, detail FROM events"
+            args: tuple[str, ...] = ()
+            if site:
+                query, args = query + " WHERE site = ?", (site,)
+            async with db.execute(query + " ORDER BY id", args) as cur:
+                return [dict(row) for row in await cur.fetchall()]
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
