@@ -10,15 +10,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from activator.metrics import REGISTRY
 from activator.model import SiteState
+from activator.monitor import Monitor
 from activator.proxy.caddy import CaddyError
 from activator.store import SiteCounts, Store
 from activator.supervisor import Supervisor
 
 ADMIN_SUPERVISOR = web.AppKey("admin_supervisor", Supervisor)
 ADMIN_STORE = web.AppKey("admin_store", Store)
+ADMIN_MONITOR = web.AppKey("admin_monitor", Monitor)
 
 
-async def site_status(supervisor: Supervisor, store: Store) -> list[dict[str, Any]]:
+async def site_status(supervisor: Supervisor, store: Store, monitor: Monitor | None = None) -> list[dict[str, Any]]:
     now = supervisor.clock()
     counts = await store.site_counts()
     try:
@@ -47,7 +49,10 @@ async def site_status(supervisor: Supervisor, store: Store) -> list[dict[str, An
                 "wakes": c.wakes,
                 "last_start_ms": round(c.last_start_ms) if c.last_start_ms is not None else None,
                 "crashes": c.crashes,
+                "memory_used": monitor.snapshot.memory_used.get(name) if monitor else None,
                 "memory_limit": site.config.memory_limit,
+                "cpus": site.config.cpu_quota,
+                "cpu_shares": site.config.cpu_weight,
                 "strategy": site.config.strategy.value,
                 "last_failure": site.failure,
             }
@@ -55,18 +60,46 @@ async def site_status(supervisor: Supervisor, store: Store) -> list[dict[str, An
     return rows
 
 
+def budget_status(supervisor: Supervisor) -> dict[str, int]:
+    used = sum(s.config.memory_limit for s in supervisor.sites.values() if s.holds_memory)
+    return {"used": used, "total": supervisor.config.budget.memory}
+
+
+def host_status(monitor: Monitor) -> dict[str, Any]:
+    t = monitor.config.thresholds
+    host = monitor.snapshot.host
+    figures = {
+        "memory": (host.memory if host else None, {"warning": t.memory_warning, "critical": t.memory_critical}),
+        "cpu": (host.cpu if host else None, {"warning": t.cpu_warning}),
+        "load": (host.load if host else None, {"warning": t.load_warning}),
+        "storage": (host.storage if host else None, {"warning": t.storage_warning}),
+    }
+    return {
+        name: {"value": value, **bounds, "level": monitor.snapshot.levels.get(name, "ok")}
+        for name, (value, bounds) in figures.items()
+    }
+
+
 async def status(request: web.Request) -> web.Response:
-    return web.json_response({"sites": await site_status(request.app[ADMIN_SUPERVISOR], request.app[ADMIN_STORE])})
+    supervisor, monitor = request.app[ADMIN_SUPERVISOR], request.app[ADMIN_MONITOR]
+    return web.json_response(
+        {
+            "budget": budget_status(supervisor),
+            "host": host_status(monitor),
+            "sites": await site_status(supervisor, request.app[ADMIN_STORE], monitor),
+        }
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def make_admin_app(supervisor: Supervisor, store: Store) -> web.Application:
+def make_admin_app(supervisor: Supervisor, store: Store, monitor: Monitor) -> web.Application:
     app = web.Application()
     app[ADMIN_SUPERVISOR] = supervisor
     app[ADMIN_STORE] = store
+    app[ADMIN_MONITOR] = monitor
     app.router.add_get("/status", status)
     app.router.add_get("/metrics", metrics)
     return app

@@ -16,6 +16,7 @@ from aiohttp import web
 from activator.api import make_admin_app
 from activator.config import Config
 from activator.edge import HTTP, SUPERVISOR, make_edge_app
+from activator.monitor import Monitor
 from activator.proxy.accesslog import AccessLogListener
 from activator.proxy.caddy import CaddyAdmin, CaddyError, CaddyProcess, CaddyRouter, render
 from activator.reaper import Reaper
@@ -31,6 +32,7 @@ RUNTIME = web.AppKey("runtime", DockerRuntime)
 CADDY = web.AppKey("caddy", CaddyAdmin)
 ROUTER = web.AppKey("router", CaddyRouter)
 REAPER = web.AppKey("reaper", Reaper)
+MONITOR = web.AppKey("monitor", Monitor)
 
 TEARDOWN_LIMIT = 10.0  # seconds each resource gets to close
 CADDY_START_LIMIT = 15.0
@@ -108,11 +110,17 @@ async def reaper_ctx(app: web.Application) -> AsyncIterator[None]:
     await reaper.close()
 
 
+async def monitor_ctx(app: web.Application) -> AsyncIterator[None]:
+    monitor = app[MONITOR] = Monitor(app[CONFIG], app[SUPERVISOR], app[RUNTIME])
+    yield
+    await monitor.close()
+
+
 async def admin_ctx(app: web.Application) -> AsyncIterator[None]:
     path = app[CONFIG].server.admin_socket
     with suppress(FileNotFoundError):
         path.unlink()
-    runner = web.AppRunner(make_admin_app(app[SUPERVISOR], app[STORE]), access_log=None)
+    runner = web.AppRunner(make_admin_app(app[SUPERVISOR], app[STORE], app[MONITOR]), access_log=None)
     await runner.setup()
     await web.UnixSite(runner, str(path)).start()
     os.chmod(path, 0o600)
@@ -133,6 +141,7 @@ def build_app(config: Config) -> web.Application:
             supervisor_ctx,
             accesslog_ctx,
             reaper_ctx,
+            monitor_ctx,
             admin_ctx,
         )
     )
@@ -166,6 +175,7 @@ async def serve(config: Config, ready: Callable[[], None] | None = None) -> None
         app[ROUTER].loaded({s.name: running.get(s.name) for s in config.sites})
         supervisor.start_persistent()
         app[REAPER].start()
+        app[MONITOR].start()
         log.info(
             "ready: %d sites, activator on %s, Caddy serving %s", len(config.sites), listen, config.caddy.http_listen
         )

@@ -39,13 +39,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _status(config: Config) -> list[dict[str, Any]]:
+async def _status(config: Config) -> dict[str, Any]:
     """The running activator's view when it answers on its admin socket; else Docker's and the event log's."""
     with suppress(OSError, aiohttp.ClientError):
         connector = aiohttp.UnixConnector(path=str(config.server.admin_socket))
         async with aiohttp.ClientSession(connector=connector) as s, s.get("http://localhost/status") as r:
-            rows: list[dict[str, Any]] = (await r.json())["sites"]
-            return rows
+            live: dict[str, Any] = await r.json()
+            return live
     runtime = DockerRuntime(config.server.name, workers=2)
     await runtime.open()
     store = Store(config.server.db_path)
@@ -73,7 +73,12 @@ async def _status(config: Config) -> list[dict[str, Any]]:
                     "strategy": site.strategy.value,
                 }
             )
-        return rows
+        used = sum(
+            site.memory_limit
+            for site, row in zip(config.sites, rows, strict=True)
+            if row["state"] in ("running", "paused")
+        )
+        return {"budget": {"used": used, "total": config.budget.memory}, "host": None, "sites": rows}
     finally:
         await store.close()
         await runtime.close()
@@ -96,7 +101,9 @@ COLUMNS = [
     ("wakes", "WAKES"),
     ("last_start_ms", "LAST_START_MS"),
     ("crashes", "CRASHES"),
-    ("memory_limit", "MEMORY"),
+    ("memory_used", "MEM_USED"),
+    ("memory_limit", "MEM_LIMIT"),
+    ("cpu_shares", "CPU_SHARES"),
     ("container_id", "CONTAINER"),
 ]
 
@@ -104,7 +111,19 @@ COLUMNS = [
 def _cell(key: str, value: Any) -> str:
     if value is None:
         return "-"
-    return f"{value // 2**20}MiB" if key == "memory_limit" else str(value)
+    return f"{value // 2**20}MiB" if key in ("memory_limit", "memory_used") else str(value)
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    budget = status["budget"]
+    print(
+        f"memory budget: {budget['used'] // 2**20} of {budget['total'] // 2**20} MiB held by running and paused sites"
+    )
+    for name, figure in (status.get("host") or {}).items():
+        value = "-" if figure["value"] is None else f"{figure['value']:.1f}"
+        bounds = ", ".join(f"{k} {figure[k]:g}" for k in ("warning", "critical") if k in figure)
+        print(f"host {name}: {value} ({bounds}): {figure['level']}")
+    _print_table(status["sites"])
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
@@ -147,11 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "caddy-config":
             sys.stdout.buffer.write(orjson.dumps(render(config, {}), option=orjson.OPT_INDENT_2) + b"\n")
         elif args.command == "status":
-            rows = asyncio.run(_status(config))
+            status = asyncio.run(_status(config))
             if args.json:
-                sys.stdout.buffer.write(orjson.dumps({"sites": rows}, option=orjson.OPT_INDENT_2) + b"\n")
+                sys.stdout.buffer.write(orjson.dumps(status, option=orjson.OPT_INDENT_2) + b"\n")
             else:
-                _print_table(rows)
+                _print_status(status)
         elif args.command == "down":
             asyncio.run(_down(config))
         elif args.command == "up":

@@ -429,8 +429,9 @@ def load_config(path: Path | str) -> Config:
     )
     th.done()
     if thresholds.memory_critical <= thresholds.memory_warning:
-        raise ConfigError(path, "thresholds.memory_critical", thresholds.memory_critical,
-                          "must be above thresholds.memory_warning")
+        raise ConfigError(
+            path, "thresholds.memory_critical", thresholds.memory_critical, "must be above thresholds.memory_warning"
+        )
 
     c = _Table(path, "caddy", root.get("caddy", dict, {}))
     cb = CaddyConfig()

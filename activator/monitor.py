@@ -1,0 +1,204 @@
+"""Host and container figures every few seconds, threshold crossings, and the automated responses to them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from activator.cleanup import clean_temp
+from activator.config import Config
+from activator.core.budget import eviction_order
+from activator.core.policy import Action
+from activator.core.thresholds import Crossing, Level, Limit, ThresholdWatch
+from activator.model import SiteState, Strategy
+from activator.runtime.cgroups import CgroupMemory
+from activator.runtime.docker import DockerRuntime
+from activator.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+HOST = "(host)"  # the `site` of host-wide events
+LOWERED_SHARES = 128  # CPU weight of non-persistent sites while the CPU is contended
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class HostReading:
+    memory: float  # percent of RAM in use
+    cpu: float  # percent of all cores, since the last reading
+    load: float  # 1-minute load average
+    storage: float  # percent used of the state directory's file system
+
+
+def read_host(state_dir: Path) -> HostReading:
+    """Blocking but quick (/proc and statvfs): call it from a thread."""
+    return HostReading(
+        memory=psutil.virtual_memory().percent,
+        cpu=psutil.cpu_percent(interval=None),
+        load=os.getloadavg()[0],
+        storage=psutil.disk_usage(str(state_dir)).percent,
+    )
+
+
+@dataclass
+class Snapshot:
+    """The last tick's figures, for status."""
+
+    host: HostReading | None = None
+    memory_used: dict[str, int] = field(default_factory=dict)  # per site, bytes
+    levels: dict[str, str] = field(default_factory=dict)
+
+
+class Monitor:
+    def __init__(
+        self,
+        config: Config,
+        supervisor: Supervisor,
+        runtime: DockerRuntime,
+        cgroups: CgroupMemory | None = None,
+        read: Callable[[Path], HostReading] = read_host,
+    ) -> None:
+        self.config = config
+        self.supervisor = supervisor
+        self.runtime = runtime
+        self.cgroups = cgroups or CgroupMemory()
+        self.read = read
+        self.watch = ThresholdWatch()
+        self.snapshot = Snapshot()
+        self.near_limit: set[str] = set()  # sites whose sustained near-limit episode was reported
+        self.cpu_lowered = False
+        self._task: asyncio.Task[None] | None = None
+        t = config.thresholds
+        self.host_limits = {
+            "memory": Limit(t.memory_warning, t.memory_critical),
+            "cpu": Limit(t.cpu_warning),
+            "load": Limit(t.load_warning),
+            "storage": Limit(t.storage_warning),
+        }
+
+    def start(self) -> None:
+        psutil.cpu_percent(interval=None)  # the first call only sets the baseline
+        self._task = asyncio.ensure_future(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.server.monitor_interval)
+            try:
+                await self.tick()
+            except Exception:  # a bad tick must not end the monitoring
+                log.exception("monitor tick failed")
+
+    # -- one tick -----------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        host = await asyncio.to_thread(self.read, self.config.server.state_dir)
+        used = await asyncio.to_thread(self._container_memory)
+        readings = {"memory": host.memory, "cpu": host.cpu, "load": host.load, "storage": host.storage}
+        limits = dict(self.host_limits)
+        container_limit = Limit(self.config.thresholds.container_memory_warning)
+        for name, bytes_used in used.items():
+            metric = f"container:{name}"
+            readings[metric] = 100.0 * bytes_used / self.supervisor.sites[name].config.memory_limit
+            limits[metric] = container_limit
+        for crossing in self.watch.observe(readings, limits):
+            await self._crossed(crossing)
+        self.snapshot = Snapshot(host, used, {m: lvl.name.lower() for m, lvl in self.watch.levels.items()})
+
+        sustained = self.config.thresholds.sustained
+        if self.watch.level("memory") is Level.CRITICAL:
+            await self._relieve_memory(host)
+        for name in used:
+            await self._near_limit(name, self.watch.sustained(f"container:{name}", sustained), readings)
+        cpu_high = self.watch.sustained("cpu", sustained)
+        if cpu_high != self.cpu_lowered and (cpu_high or self.watch.level("cpu") is Level.OK):
+            await self._set_site_weights(lowered=cpu_high, cpu=host.cpu)
+
+    def _container_memory(self) -> dict[str, int]:
+        used = {}
+        for name, site in self.supervisor.sites.items():
+            if site.container_id and site.state in (SiteState.RUNNING, SiteState.PAUSED, SiteState.DRAINING):
+                usage = self.cgroups.usage(site.container_id)
+                if usage is not None:
+                    used[name] = usage
+        return used
+
+    async def _crossed(self, crossing: Crossing) -> None:
+        site, _, metric = crossing.metric.rpartition(":")
+        text = crossing.describe()
+        log.warning("threshold: %s", text) if crossing.after > crossing.before else log.info("threshold: %s", text)
+        await self.supervisor.events.record(site or HOST, "threshold", metric, detail=text)
+        if metric == "storage" and crossing.after >= Level.WARNING:
+            await self._free_storage()
+
+    # -- responses ----------------------------------------------------------------------------
+
+    async def _relieve_memory(self, host: HostReading) -> None:
+        """Memory critical: evict idle sites, least recently used first, until below the warning level."""
+        sup, warning = self.supervisor, self.config.thresholds.memory_warning
+        reading = host
+        while reading.memory >= warning:
+            in_flight = await sup.router.in_flight()
+            residents = [sup.resident(s, in_flight) for s in sup.sites.values() if s.holds_memory]
+            order = eviction_order(residents)
+            if not order:
+                log.warning("memory %.1f%% is critical and no idle site is left to evict", reading.memory)
+                return
+            victim = sup.sites[order[0].name]
+            freed = self.snapshot.memory_used.get(victim.config.name) or self.cgroups.usage(victim.container_id or "")
+            detail = f"host memory {reading.memory:.1f}% (critical {self.config.thresholds.memory_critical:g}%)"
+            if freed:
+                detail += f"; frees {freed / MiB:.0f} MiB in use"
+            await sup.begin_drain(victim, Action.STOP, "memory critical", detail)
+            reading = await asyncio.to_thread(self.read, self.config.server.state_dir)
+
+    async def _near_limit(self, name: str, sustained: bool, readings: dict[str, float]) -> None:
+        if sustained and name not in self.near_limit:
+            self.near_limit.add(name)
+            percent = readings[f"container:{name}"]
+            detail = f"{percent:.0f}% of its {self.supervisor.sites[name].config.memory_limit // MiB} MiB limit"
+            log.warning("site %s: memory near its limit: %s", name, detail)
+            await self.supervisor.events.record(name, "near_limit", "memory", detail=detail)
+        elif not sustained:
+            self.near_limit.discard(name)
+
+    async def _free_storage(self) -> None:
+        """Storage warning: old temp files, and images the project made that no site uses. Nothing else."""
+        files, file_bytes = await asyncio.to_thread(clean_temp, self.config.server.temp_dir, time.time())
+        images, image_bytes = await self.runtime.prune_own_images([s.image for s in self.config.sites])
+        detail = (
+            f"deleted {files} temp files ({file_bytes / MiB:.1f} MiB) and {images} unused images "
+            f"({image_bytes / MiB:.1f} MiB)"
+        )
+        log.warning("storage warning: %s", detail)
+        await self.supervisor.events.record(HOST, "storage_freed", "storage", detail=detail)
+
+    async def _set_site_weights(self, *, lowered: bool, cpu: float) -> None:
+        """CPU contended for a while: lower non-persistent sites' weight until it clears, then restore it."""
+        self.cpu_lowered = lowered
+        changed = []
+        for name, site in self.supervisor.sites.items():
+            if site.config.strategy is Strategy.PERSISTENT or site.container_id is None:
+                continue
+            shares = LOWERED_SHARES if lowered else site.config.cpu_weight
+            try:
+                await self.runtime.set_cpu_shares(site.container_id, shares)
+            except Exception as exc:  # a container removed meanwhile: nothing to weigh
+                log.warning("site %s: could not set its CPU weight: %s", name, exc)
+                continue
+            changed.append(name)
+        kind = "cpu_weights_lowered" if lowered else "cpu_weights_restored"
+        detail = f"cpu {cpu:.0f}%; {', '.join(changed) or 'no sites'}"
+        log.warning("%s: %s", kind, detail)
+        await self.supervisor.events.record(HOST, kind, "cpu", detail=detail)
