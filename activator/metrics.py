@@ -22,4 +22,10 @@ START_SECONDS = Histogram(
 )
 WAITING = Gauge("dialup_waiting_requests", "Requests held while their site starts", ["site"], registry=REGISTRY)
 DOCKER_CALLS = Counter("dialup_docker_calls", "Calls made to the Docker Engine API", ["op"], registry=REGISTRY)
+MONITOR_TICK_SECONDS = Histogram(
+    "dialup_monitor_tick_seconds",
+    "Wall time of one monitor tick (host and cgroup reads, responses)",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5),
+    registry=REGISTRY,
+)
 ROUTE_CHANGES = Counter("dialup_route_changes", "Caddy route switches", ["site", "target"], registry=REGISTRY)

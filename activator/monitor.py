@@ -17,6 +17,7 @@ from activator.config import Config
 from activator.core.budget import eviction_order
 from activator.core.policy import Action
 from activator.core.thresholds import Crossing, Level, Limit, ThresholdWatch
+from activator.metrics import MONITOR_TICK_SECONDS
 from activator.model import SiteState, Strategy
 from activator.runtime.cgroups import CgroupMemory
 from activator.runtime.docker import DockerRuntime
@@ -96,7 +97,8 @@ class Monitor:
         while True:
             await asyncio.sleep(self.config.server.monitor_interval)
             try:
-                await self.tick()
+                with MONITOR_TICK_SECONDS.time():
+                    await self.tick()
             except Exception:  # a bad tick must not end the monitoring
                 log.exception("monitor tick failed")
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import threading
 import time
 from typing import Any
 
 import aiohttp
+import docker
 
 from tests.integration.harness import docker_status, site, started_at, until
 
@@ -81,8 +85,16 @@ async def test_a_site_with_a_request_in_flight_is_not_evicted_an_idle_one_is(dep
 async def test_containers_carry_the_configured_limits_and_hardening(deploy, images):
     sites = [
         site("plain", images["static"]),
-        site("tuned", images["static"], kind="node", memory="96MiB", cpus=0.75, cpu_shares=300,
-             cap_add=["NET_BIND_SERVICE"], read_only=True),
+        site(
+            "tuned",
+            images["static"],
+            kind="node",
+            memory="96MiB",
+            cpus=0.75,
+            cpu_shares=300,
+            cap_add=["NET_BIND_SERVICE"],
+            read_only=True,
+        ),
     ]
     d = await deploy(sites)
     host = {name: _host_config(d, name) for name in ("plain", "tuned")}
@@ -105,3 +117,148 @@ def _host_config(d: Any, name: str) -> dict[str, Any]:
     container = d.container(name)
     container.reload()
     return dict(container.attrs["HostConfig"])
+
+
+async def test_a_site_past_its_limit_is_oom_killed_and_the_others_answer_throughout(deploy, images):
+    sites = [site("hog", images["pyapp"], kind="static", idle_timeout="off"), site("calm", images["static"])]
+    d = await deploy(sites)
+    async with aiohttp.ClientSession() as s:
+        assert (await fetch(s, d, "hog.test"))[0] == 200
+        assert await fetch(s, d, "calm.test") == (200, STATIC_BODY)
+        stop = asyncio.Event()
+
+        async def steady() -> int:
+            answered = 0
+            while not stop.is_set():
+                assert await fetch(s, d, "calm.test") == (200, STATIC_BODY)
+                answered += 1
+            return answered
+
+        client = asyncio.ensure_future(steady())
+        with contextlib.suppress(aiohttp.ClientError):
+            async with s.get(d.url + "/alloc?mb=200", headers={"Host": "hog.test"}) as r:
+                await r.read()  # the app cannot answer this one: it is killed while allocating
+
+        async def oom_event() -> list[dict[str, Any]]:
+            return [e for e in await d.events("hog") if e["kind"] == "oom"]
+
+        (oom, *_) = await until(oom_event, 20, "the OOM kill to be reported")
+        assert "more memory than its limit" in oom["detail"]
+        stop.set()
+        assert await client > 0
+        assert await fetch(s, d, "calm.test") == (200, STATIC_BODY)
+    assert not [e for e in await d.events("calm") if e["kind"] in ("oom", "crash")]
+
+
+async def test_memory_critical_evicts_idle_sites_least_recently_used_first(deploy, images):
+    # Thresholds far below this machine's use, so that the host reads as critical from the first tick.
+    sites = [
+        site("old", images["static"], idle_timeout="off"),
+        site("new", images["static"], idle_timeout="off"),
+        site("keep", images["static"], strategy="persistent"),
+    ]
+    d = await deploy(sites, monitor_interval="200ms", thresholds={"memory_warning": 0.5, "memory_critical": 1})
+    async with aiohttp.ClientSession() as s:
+        for name in ("old", "new"):
+            assert await fetch(s, d, f"{name}.test") == (200, STATIC_BODY)
+
+    async def both_evicted() -> list[tuple[str, str]]:
+        found = [(e["site"], e["cause"]) for e in await d.events() if e["kind"] == "evicted"]
+        return found if len(found) >= 2 else []
+
+    assert (await until(both_evicted, 20, "two evictions"))[:2] == [
+        ("old", "memory critical"),
+        ("new", "memory critical"),
+    ]
+    assert docker_status(d.container("keep")) == "running"
+    crossings = [e for e in await d.events("(host)") if e["kind"] == "threshold" and e["cause"] == "memory"]
+    assert len(crossings) == 1 and "above 1 (critical)" in crossings[0]["detail"]
+
+
+async def test_a_container_near_its_limit_for_a_while_is_reported_once(deploy, images):
+    sites = [site("heavy", images["pyapp"], kind="static", idle_timeout="off")]
+    d = await deploy(sites, monitor_interval="200ms", thresholds={"container_memory_warning": 40, "sustained": 2})
+    async with aiohttp.ClientSession() as s:
+        assert await fetch(s, d, "heavy.test", "/alloc?mb=30") == (200, "holding 30 MiB\n")  # ~40 of 64 MiB
+
+    async def reported() -> list[dict[str, Any]]:
+        return [e for e in await d.events("heavy") if e["kind"] == "near_limit"]
+
+    (event,) = await until(reported, 20, "the near-limit event")
+    assert "of its 64 MiB limit" in event["detail"]
+    ticks = await d.metric("dialup_monitor_tick_seconds_count")
+
+    async def three_more_ticks() -> bool:
+        return await d.metric("dialup_monitor_tick_seconds_count") >= ticks + 3
+
+    await until(three_more_ticks, 20, "three more monitor ticks")
+    assert len(await reported()) == 1  # one event for the episode, not one per tick
+    assert (await d.status())["heavy"]["memory_used"] > 30 * MiB
+
+
+async def test_storage_warning_deletes_only_the_projects_own_old_files_and_unused_images(
+    deploy, images, docker_client, tmp_path
+):
+    d = await deploy(
+        [site("web", images["static"])], start=False, monitor_interval="200ms", thresholds={"storage_warning": 0.1}
+    )
+    temp = d.dir / "state" / "temp"
+    (temp / "builds").mkdir(parents=True)
+    old, fresh, outside = temp / "builds" / "old.tar", temp / "fresh.tar", d.dir / "state" / "keep.tar"
+    for path in (old, fresh, outside):
+        path.write_bytes(b"x" * 1000)
+    two_days_ago = time.time() - 2 * 86400
+    for path in (old, outside):
+        os.utime(path, (two_days_ago, two_days_ago))
+    ours = _image(docker_client, tmp_path / "ours", {"dialup.deployment": d.name}, f"{d.name}-leftover:1")
+    foreign = _image(docker_client, tmp_path / "foreign", {"somebody.else": "1"}, f"{d.name}-foreign:1")
+    try:
+        await d.start()
+
+        async def freed() -> list[dict[str, Any]]:
+            return [e for e in await d.events("(host)") if e["kind"] == "storage_freed"]
+
+        (event,) = await until(freed, 20, "the storage response")
+        assert "deleted 1 temp files" in event["detail"] and "1 unused images" in event["detail"]
+        assert not old.exists() and fresh.exists() and outside.exists()
+        names = {tag for image in docker_client.images.list() for tag in image.tags}
+        assert f"{d.name}-leftover:1" not in names and f"{d.name}-foreign:1" in names
+        assert images["static"] in names  # in use by a site: never
+    finally:
+        for image in (ours, foreign):
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                docker_client.images.remove(image, force=True)
+
+
+def _image(client: Any, context: Any, labels: dict[str, str], tag: str) -> str:
+    context.mkdir()
+    (context / "file").write_text(tag)
+    (context / "Dockerfile").write_text("FROM scratch\nCOPY file /file\n")
+    image, _ = client.images.build(path=str(context), labels=labels, tag=tag, rm=True)
+    return str(image.id)
+
+
+async def test_sustained_cpu_warning_lowers_the_weight_of_non_persistent_sites(deploy, images):
+    sites = [site("lazy", images["static"], idle_timeout="off"), site("home", images["static"], strategy="persistent")]
+    d = await deploy(sites, monitor_interval="200ms", thresholds={"cpu_warning": 0.01, "sustained": 2})
+    async with aiohttp.ClientSession() as s:
+        assert await fetch(s, d, "lazy.test") == (200, STATIC_BODY)
+    busy = threading.Event()
+
+    def burn() -> None:  # keep one core busy, so the CPU reads above its (tiny) warning level
+        while not busy.is_set():
+            sum(range(10_000))
+
+    burner = threading.Thread(target=burn, daemon=True)
+    burner.start()
+    try:
+
+        async def lowered() -> bool:
+            return any(e["kind"] == "cpu_weights_lowered" for e in await d.events("(host)"))
+
+        await until(lowered, 20, "the CPU response")
+    finally:
+        busy.set()
+        burner.join()
+    assert _host_config(d, "lazy")["CpuShares"] == 128
+    assert _host_config(d, "home")["CpuShares"] == 512

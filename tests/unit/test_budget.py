@@ -8,8 +8,16 @@ from activator.core.budget import Plan, Resident, admit
 from activator.model import MiB
 
 
-def r(name: str, mb: int, last: float, *, paused: bool = False, in_flight: int = 0, persistent: bool = False,
-      busy: bool = False) -> Resident:
+def r(
+    name: str,
+    mb: int,
+    last: float,
+    *,
+    paused: bool = False,
+    in_flight: int = 0,
+    persistent: bool = False,
+    busy: bool = False,
+) -> Resident:
     return Resident(name, mb * MiB, paused, last, in_flight, persistent, busy)
 
 
