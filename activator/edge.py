@@ -11,7 +11,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from activator.errors import SiteUnavailable
 from activator.metrics import EDGE_REQUESTS
-from activator.supervisor import Site, Supervisor
+from activator.site import Site
+from activator.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 
 from activator.core.policy import Action, IdleView, idle_action
 from activator.model import SiteState
-from activator.supervisor import Site, Supervisor
+from activator.site import Site
+from activator.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 

@@ -7,15 +7,13 @@ import logging
 import math
 from collections.abc import Awaitable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
 from activator.config import Config, SiteConfig
 from activator.core.budget import Resident, admit
-from activator.core.policy import Action, Backoff, CrashRecord
-from activator.core.probe import is_ready_status, probe_delays
+from activator.core.policy import Action
 from activator.core.rates import Rates
 from activator.errors import (
     BudgetFull,
@@ -30,61 +28,14 @@ from activator.errors import (
 from activator.metrics import START_SECONDS, STARTS, WAITING
 from activator.model import ContainerEvent, SiteState, Strategy
 from activator.ports import Clock, ContainerRuntime, EventLog, Router
+from activator.readiness import wait_ready
+from activator.site import Site
 
 log = logging.getLogger(__name__)
 
 # A failed start's container is stopped with this grace: it never served, so nothing is lost by hurrying.
 FAILED_START_GRACE = 1.0
-PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2)
-# Held requests are released into a just-started app at most this many at a time, counted until each one's
-# response headers arrive: hundreds at once overflow a small listen backlog (busybox httpd's is 9), and the
-# overflow then waits on TCP SYN retries (1 s, 3 s, 7 s, ...). Long responses do not hold a slot.
-FORWARD_CONCURRENCY = 16
 DRAIN_POLL = 0.05  # seconds between looks at the in-flight counts while draining
-
-
-@dataclass
-class Site:
-    """One site's live state. Only the supervisor and the reaper change it, always on the event loop."""
-
-    config: SiteConfig
-    state: SiteState = SiteState.STOPPED
-    container_id: str | None = None
-    host_port: int | None = None  # known while running or paused
-    transition: asyncio.Task[int] | None = None  # a start or a wake in progress
-    draining: asyncio.Task[bool] | None = None  # a drain, then pause or stop, in progress
-    exited: asyncio.Future[int | None] | None = None  # resolved by a "die" event during a start
-    stopping: asyncio.Future[None] | None = None  # stopping the container of a start that timed out
-    waiting: int = 0  # requests held by the activator for this site
-    active: int = 0  # requests the activator is forwarding to the container now
-    up_since: float | None = None  # when it last started, woke or was adopted
-    failure: str = ""  # why the last start failed, or the last crash
-    crashes: CrashRecord = field(default_factory=CrashRecord)
-    oom: bool = False  # the engine reported an OOM kill; the "die" that follows is one
-    killed: bool = False  # someone sent it a signal (docker stop/kill): the "die" that follows is no crash
-    restart: asyncio.TimerHandle | None = None
-    # Set once Caddy's route points at the running container. Caddy 2.6 closes every proxied WebSocket
-    # when its config changes, so a WebSocket is connected only after the switch (see README: known limits).
-    routed: asyncio.Event = field(default_factory=asyncio.Event)
-    forwarding: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(FORWARD_CONCURRENCY))
-
-    @property
-    def backoff(self) -> Backoff:
-        return Backoff(self.config.restart_backoff, self.config.restart_backoff_max)
-
-    @property
-    def busy(self) -> bool:
-        """Starting, waking, draining, or holding requests: not to be paused, stopped or evicted now."""
-        return self.transition is not None or self.draining is not None or self.waiting > 0
-
-    @property
-    def holds_memory(self) -> bool:
-        return self.state in (SiteState.RUNNING, SiteState.PAUSED, SiteState.STARTING, SiteState.DRAINING)
-
-    def open_requests(self, in_flight: Mapping[str, int]) -> int:
-        """Requests open to the container: through Caddy (from its upstream counts) or forwarded here."""
-        through_caddy = in_flight.get(f"127.0.0.1:{self.host_port}", 0) if self.host_port else 0
-        return through_caddy + self.active
 
 
 class Supervisor:
@@ -351,27 +302,10 @@ class Supervisor:
         raise StartFailed(cfg.name, "its container keeps disappearing")
 
     async def _probe(self, site: Site, port: int) -> None:
-        """GET health_path until the app answers, or fail at once when the container exits."""
         assert site.exited is not None
-        url = f"http://127.0.0.1:{port}{site.config.health_path}"
-        headers = {"Host": site.config.hosts[0], "User-Agent": "dialup-probe"}
-        for delay in probe_delays():
-            attempt = asyncio.ensure_future(self._probe_once(url, headers))
-            racing: set[asyncio.Future[Any]] = {attempt, site.exited}
-            done, _ = await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
-            if site.exited in done:
-                attempt.cancel()
-                raise StartFailed(site.config.name, await self._exit_reason(site, site.exited.result()))
-            if attempt.result():
-                return
-            await asyncio.wait({site.exited}, timeout=delay)
-
-    async def _probe_once(self, url: str, headers: dict[str, str]) -> bool:
-        try:
-            async with self.http.get(url, headers=headers, timeout=PROBE_TIMEOUT, allow_redirects=False) as r:
-                return is_ready_status(r.status)
-        except (aiohttp.ClientError, OSError, TimeoutError):
-            return False
+        exited = await wait_ready(self.http, site.config, port, site.exited)
+        if exited is not None:
+            raise StartFailed(site.config.name, await self._exit_reason(site, exited.code))
 
     async def _exit_reason(self, site: Site, code: int | None) -> str:
         last = await self.runtime.last_log_line(site.container_id) if site.container_id else ""
