@@ -20,7 +20,7 @@ ADMIN_STORE = web.AppKey("admin_store", Store)
 ADMIN_MONITOR = web.AppKey("admin_monitor", Monitor)
 
 
-async def site_status(supervisor: Supervisor, store: Store, monitor: Monitor | None = None) -> list[dict[str, Any]]:
+async def site_status(supervisor: Supervisor, store: Store, monitor: Monitor) -> list[dict[str, Any]]:
     now = supervisor.clock()
     counts = await store.site_counts()
     try:
@@ -49,7 +49,7 @@ async def site_status(supervisor: Supervisor, store: Store, monitor: Monitor | N
                 "wakes": c.wakes,
                 "last_start_ms": round(c.last_start_ms) if c.last_start_ms is not None else None,
                 "crashes": c.crashes,
-                "memory_used": monitor.snapshot.memory_used.get(name) if monitor else None,
+                "memory_used": monitor.snapshot.memory_used.get(name),
                 "memory_limit": site.config.memory_limit,
                 "cpus": site.config.cpu_quota,
                 "cpu_shares": site.config.cpu_weight,

@@ -153,9 +153,6 @@ class Config:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     thresholds: Thresholds = field(default_factory=Thresholds)
 
-    def site(self, name: str) -> SiteConfig:
-        return next(s for s in self.sites if s.name == name)
-
 
 def parse_duration(text: object) -> float:
     if isinstance(text, bool):

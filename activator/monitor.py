@@ -19,8 +19,8 @@ from activator.core.policy import Action
 from activator.core.thresholds import Crossing, Level, Limit, ThresholdWatch
 from activator.metrics import MONITOR_TICK_SECONDS
 from activator.model import SiteState, Strategy
+from activator.ports import ContainerRuntime
 from activator.runtime.cgroups import CgroupMemory
-from activator.runtime.docker import DockerRuntime
 from activator.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class Monitor:
         self,
         config: Config,
         supervisor: Supervisor,
-        runtime: DockerRuntime,
+        runtime: ContainerRuntime,
         cgroups: CgroupMemory | None = None,
         read: Callable[[Path], HostReading] = read_host,
     ) -> None:

@@ -23,16 +23,6 @@ CREATE INDEX IF NOT EXISTS events_site_kind ON events (site, kind, id);
 
 
 @dataclass(frozen=True)
-class Event:
-    ts: float
-    site: str
-    kind: str
-    cause: str
-    duration_ms: float | None
-    detail: str
-
-
-@dataclass(frozen=True)
 class SiteCounts:
     starts: int = 0
     wakes: int = 0
@@ -70,14 +60,6 @@ class Store:
             (time.time(), site, kind, cause, duration_ms, detail),
         )
         await self.db.commit()
-
-    async def events(self, site: str | None = None, limit: int = 100) -> list[Event]:
-        where, args = ("WHERE site = ?", (site,)) if site else ("", ())
-        async with self.db.execute(
-            f"SELECT ts, site, kind, cause, duration_ms, detail FROM events {where} ORDER BY id DESC LIMIT ?",
-            (*args, limit),
-        ) as cur:
-            return [Event(*row) for row in await cur.fetchall()]
 
     async def site_counts(self) -> dict[str, SiteCounts]:
         """Starts, wakes and crashes per site over the whole event log, and the last start's duration."""

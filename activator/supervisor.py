@@ -229,7 +229,8 @@ class Supervisor:
             elapsed_ms = (self.clock() - began) * 1000
             await self.events.record(cfg.name, "start_failed", cause, elapsed_ms, error.reason)
             if isinstance(error, StartFailed | StartTimeout) and not isinstance(error, ImageMissing):
-                self._count_crash(site, "crash", "start", error.reason)
+                self._count_crash(site, "oom" if site.oom else "crash", "start", error.reason)
+            site.oom = False
             raise error from None
         finally:
             site.exited = None

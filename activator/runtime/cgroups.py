@@ -51,9 +51,6 @@ class CgroupMemory:
             return None
         return max(0, used - inactive)
 
-    def forget(self, container_id: str) -> None:
-        self._paths.pop(container_id, None)
-
 
 def _stat(path: Path, key: str) -> int:
     for line in path.read_text().splitlines():
