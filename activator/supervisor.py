@@ -364,10 +364,12 @@ class Supervisor:
     async def _crashed(self, site: Site, why: str) -> None:
         if site.state not in (SiteState.RUNNING, SiteState.PAUSED):
             return
+        # Stopped before the first await: a request arriving meanwhile must not be sent to the dead container.
+        site.state, site.host_port = SiteState.STOPPED, None
         kind = "oom" if site.oom else "crash"
         reason = await self._exit_reason(site, None) if site.oom else f"its container {why}"
         site.oom = False
-        site.state, site.host_port, site.failure = SiteState.STOPPED, None, reason
+        site.failure = reason
         log.warning("site %s: %s", site.config.name, reason)
         self._count_crash(site, kind, "engine", reason)
         await self.route(site, None)
