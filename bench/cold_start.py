@@ -32,37 +32,40 @@ async def _get_body(session: aiohttp.ClientSession, url: str, host: str) -> str 
         return None
 
 
-async def _stopped(d: Deployment) -> None:
-    d.container("blog").stop(timeout=5)
-    await until(lambda: _route_is_activator(d), 10, "the route back on the activator")
+async def stop_site(d: Deployment, name: str) -> None:
+    """Stop the site's container from outside and wait until Caddy routes it to the activator again."""
+    await asyncio.to_thread(d.container(name).stop, timeout=5)
+    await until(lambda: _route_is_activator(d, name), 10, "the route back on the activator")
 
 
-async def _route_is_activator(d: Deployment) -> bool:
+async def _route_is_activator(d: Deployment, name: str) -> bool:
     connector = aiohttp.UnixConnector(path=str(d.caddy_socket))
     async with aiohttp.ClientSession(connector=connector) as s:
-        async with s.get("http://localhost/id/dialup-proxy-blog/upstreams") as r:
+        async with s.get(f"http://localhost/id/dialup-proxy-{name}/upstreams") as r:
             upstreams = await r.json()
-    return len(upstreams) == 1 and (await d.status())["blog"]["state"] == "stopped"
+    return len(upstreams) == 1 and (await d.status())[name]["state"] == "stopped"
 
 
-async def through_activator(d: Deployment, session: aiohttp.ClientSession, expected: str) -> float:
-    await _stopped(d)
+async def through_activator(d: Deployment, session: aiohttp.ClientSession, expected: str, name: str = "blog") -> float:
+    """A stopped site's container; from sending GET / through Caddy to the last byte of its real body."""
+    await stop_site(d, name)
     began = time.perf_counter()
-    body = await _get_body(session, d.url + "/", "blog.test")
+    body = await _get_body(session, d.url + "/", f"{name}.test")
     elapsed = time.perf_counter() - began
     assert body == expected, body
     return elapsed
 
 
-async def bare_docker_start(d: Deployment, session: aiohttp.ClientSession, expected: str) -> float:
-    await _stopped(d)
-    container = d.container("blog")
+async def bare_docker_start(d: Deployment, session: aiohttp.ClientSession, expected: str, name: str = "blog") -> float:
+    """The same stopped container started with the docker SDK, its port polled every 1 ms until the body arrives."""
+    await stop_site(d, name)
+    container = d.container(name)
     began = time.perf_counter()
     await asyncio.to_thread(container.start)
     await asyncio.to_thread(container.reload)
     port = container.ports["8080/tcp"][0]["HostPort"]
     # The baseline is defined as polling the port every millisecond.
-    while (body := await _get_body(session, f"http://127.0.0.1:{port}/", "blog.test")) is None:  # noqa: ASYNC110
+    while (body := await _get_body(session, f"http://127.0.0.1:{port}/", f"{name}.test")) is None:  # noqa: ASYNC110
         await asyncio.sleep(0.001)
     elapsed = time.perf_counter() - began
     assert body == expected, body

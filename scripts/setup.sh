@@ -10,6 +10,7 @@ need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v caddy >/dev/null || need+=(caddy)
 command -v busybox >/dev/null || need+=(busybox-static)
+command -v wrk >/dev/null || need+=(wrk)  # bench/: warm-path and fallback-path
 [ -x /usr/bin/python3.11 ] || need+=(python3.11)   # the test app image is made from Debian's python
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,0 +1,121 @@
+"""cold-start, slow-boot and wake: from a request through Caddy to the last byte, against the engine's floor."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import docker
+
+from bench.cold_start import bare_docker_start, through_activator
+from bench.lifecycle import wake_once
+from bench.report import Result, latency_figures
+from tests.integration.harness import Deployment, docker_status, site, until
+
+STATIC = "dialup-test-static:latest"
+SLOW = "dialup-test-slow:latest"
+
+
+async def _paired(image: str, runs: int, env: dict[str, str] | None = None) -> tuple[list[float], list[float]]:
+    """(through the activator, bare docker start) for the same container, alternated, after one warm-up."""
+    client = docker.from_env()
+    extra = {"env": env} if env else {}
+    d = Deployment(client, [site("blog", image, idle_timeout="off", start_timeout="60s", **extra)])
+    try:
+        await d.start()
+        async with aiohttp.ClientSession() as session:
+            async with session.get(d.url, headers={"Host": "blog.test"}) as r:
+                expected = await r.text()
+                assert r.status == 200, expected
+            await bare_docker_start(d, session, expected)
+            activator, bare = [], []
+            for _ in range(runs):
+                activator.append(await through_activator(d, session, expected))
+                bare.append(await bare_docker_start(d, session, expected))
+        return activator, bare
+    finally:
+        d.close()
+        client.close()
+
+
+async def cold_start(quick: bool) -> Result:
+    activator, bare = await _paired(STATIC, 5 if quick else 30)
+    return Result(
+        "cold-start",
+        "stopped static site: request through Caddy to last byte, vs docker SDK start polled every 1 ms",
+        latency_figures("cold start", activator, bare, "bare docker start"),
+        {"through Caddy + activator": [x * 1000 for x in activator], "bare docker start": [x * 1000 for x in bare]},
+    )
+
+
+async def slow_boot(quick: bool) -> Result:
+    activator, bare = await _paired(SLOW, 3 if quick else 10, env={"BOOT_DELAY": "1"})
+    return Result(
+        "slow-boot",
+        "an app that sleeps 1 s before listening: the activator's overhead over the app's own boot",
+        latency_figures("slow boot", activator, bare, "bare docker start"),
+        {"through Caddy + activator": [x * 1000 for x in activator], "bare docker start": [x * 1000 for x in bare]},
+    )
+
+
+async def _bare_unpause(client: docker.DockerClient, label: str, runs: int) -> list[float]:
+    """The floor: a container of the same image, not the activator's, unpaused with the SDK until it answers."""
+    container = await asyncio.to_thread(
+        client.containers.run,
+        STATIC,
+        detach=True,
+        init=True,
+        mem_limit="64m",
+        ports={"8080/tcp": ("127.0.0.1", None)},
+        labels={"dialup.deployment": label},
+    )
+    try:
+        await asyncio.to_thread(container.reload)
+        port = container.ports["8080/tcp"][0]["HostPort"]
+        url = f"http://127.0.0.1:{port}/"
+        times = []
+        async with aiohttp.ClientSession() as session:
+            await until(lambda: _answers(session, url), 10, "the baseline container")
+            for _ in range(runs):
+                await asyncio.to_thread(container.pause)
+                began = time.perf_counter()
+                await asyncio.to_thread(container.unpause)
+                while not await _answers(session, url):  # noqa: ASYNC110 - the floor polls every millisecond
+                    await asyncio.sleep(0.001)
+                times.append(time.perf_counter() - began)
+        return times
+    finally:
+        await asyncio.to_thread(container.remove, force=True)
+
+
+async def _answers(session: aiohttp.ClientSession, url: str) -> bool:
+    try:
+        async with session.get(url) as r:
+            await r.read()
+            return r.status == 200
+    except (aiohttp.ClientError, OSError):
+        return False
+
+
+async def wake(quick: bool) -> Result:
+    runs = 5 if quick else 30
+    client = docker.from_env()
+    d = Deployment(client, [site("nap", STATIC, pause_after="1s", idle_timeout="off")], reaper_interval="100ms")
+    try:
+        await d.start()
+        async with aiohttp.ClientSession() as session:
+            async with session.get(d.url, headers={"Host": "nap.test"}) as r:
+                assert r.status == 200
+            woken = [await wake_once(d, session) for _ in range(runs)]
+        assert docker_status(d.container("nap")) in ("running", "paused")
+        bare = await _bare_unpause(client, d.name, runs)
+    finally:
+        d.close()
+        client.close()
+    return Result(
+        "wake",
+        "paused site: request through Caddy to last byte, vs docker SDK unpause of a twin container until it answers",
+        latency_figures("wake", woken, bare, "bare unpause"),
+        {"through Caddy + activator": [x * 1000 for x in woken], "bare unpause": [x * 1000 for x in bare]},
+    )

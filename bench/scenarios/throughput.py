@@ -1,0 +1,114 @@
+"""warm-path and fallback-path: wrk through Caddy with and without the activator, and through the activator."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+
+import aiohttp
+import docker
+
+from bench.report import Figure, Result
+from tests.integration.harness import Deployment, site
+
+NGINX = "dialup-test-nginx:latest"  # busybox httpd would be the bottleneck (DESIGN: known traps)
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(url: str, host: str, seconds: float) -> dict[str, float]:
+    """Requests/s, p50 and p99 (ms) from one wrk run (2 threads, 64 connections). Blocking: use a thread."""
+    out = subprocess.run(
+        ["wrk", "-t2", "-c64", f"-d{seconds:g}s", "--latency", "-H", f"Host: {host}", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
+    figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    for pct in ("50", "99"):
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert m, out
+        figures[f"p{pct}"] = float(m.group(1)) * UNITS[m.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    figures["errors"] = float(errors.group(1)) if errors else 0.0
+    return figures
+
+
+async def _deployment() -> tuple[Deployment, int]:
+    d = Deployment(docker.from_env(), [site("web", NGINX, idle_timeout="off", cpus=1.0)])
+    await d.start()
+    async with aiohttp.ClientSession() as s, s.get(d.url, headers={"Host": "web.test"}) as r:
+        assert r.status == 200
+    await d.wait_routed("web")
+    return d, int((await d.status())["web"]["host_port"])
+
+
+def _figures(label: str, runs: list[dict[str, float]], base: list[dict[str, float]], base_name: str) -> list[Figure]:
+    def mean(rows: list[dict[str, float]], key: str) -> float:
+        return sum(r[key] for r in rows) / len(rows)
+
+    return [
+        Figure(f"{label} req/s", mean(runs, "rps"), "req/s", mean(base, "rps"), base_name),
+        Figure(f"{label} p50", mean(runs, "p50"), "ms", mean(base, "p50"), base_name),
+        Figure(f"{label} p99", mean(runs, "p99"), "ms", mean(base, "p99"), base_name),
+        Figure(f"{label} non-2xx", sum(r["errors"] for r in runs), "responses", 0, "must be"),
+    ]
+
+
+async def warm_path(quick: bool) -> Result:
+    rounds, seconds = (1, 2.0) if quick else (3, 10.0)
+    d, port = await _deployment()
+    runs: dict[str, list[dict[str, float]]] = {"activator up": [], "no activator": [], "direct": []}
+    try:
+        for _ in range(rounds):  # alternated, so that drift on a shared machine hits all three alike
+            runs["activator up"].append(await asyncio.to_thread(wrk, d.url + "/", "web.test", seconds))
+            runs["direct"].append(await asyncio.to_thread(wrk, f"http://127.0.0.1:{port}/", "web.test", seconds))
+            assert d.proc is not None
+            d.proc.terminate()
+            await asyncio.to_thread(d.proc.wait, 15)
+            runs["no activator"].append(await asyncio.to_thread(wrk, d.url + "/", "web.test", seconds))
+            await d.start()  # adopts the running site and the Caddy config: restarts nothing
+    finally:
+        await asyncio.to_thread(d.close)
+    figures = _figures(
+        "through Caddy, activator up", runs["activator up"], runs["no activator"], "Caddy with no activator"
+    )
+    figures += _figures(
+        "through Caddy, no activator", runs["no activator"], runs["direct"], "straight to the container"
+    )
+    return Result(
+        "warm-path",
+        f"wrk -t2 -c64, {seconds:g} s x {rounds}: Caddy to a running nginx site, activator up vs down vs direct",
+        figures,
+        {name: [r["p99"] for r in rows] for name, rows in runs.items()},
+    )
+
+
+async def _route(d: Deployment, upstreams: list[dict[str, str]]) -> None:
+    connector = aiohttp.UnixConnector(path=str(d.caddy_socket))
+    async with aiohttp.ClientSession(connector=connector) as s:
+        async with s.patch("http://localhost/id/dialup-proxy-web/upstreams", json=upstreams) as r:
+            assert r.status == 200, await r.text()
+
+
+async def fallback_path(quick: bool) -> Result:
+    """A running site whose route stays on the activator: every request is forwarded by the activator."""
+    rounds, seconds = (1, 2.0) if quick else (3, 10.0)
+    d, port = await _deployment()
+    activator = f"127.0.0.1:{d.listen_port}"
+    runs: dict[str, list[dict[str, float]]] = {"via activator": [], "Caddy direct": []}
+    try:
+        for _ in range(rounds):
+            await _route(d, [{"dial": activator}])
+            runs["via activator"].append(await asyncio.to_thread(wrk, d.url + "/", "web.test", seconds))
+            await _route(d, [{"dial": f"127.0.0.1:{port}"}, {"dial": activator}])
+            runs["Caddy direct"].append(await asyncio.to_thread(wrk, d.url + "/", "web.test", seconds))
+    finally:
+        await asyncio.to_thread(d.close)
+    return Result(
+        "fallback-path",
+        f"wrk -t2 -c64, {seconds:g} s x {rounds}: Caddy -> activator -> nginx, vs Caddy -> nginx",
+        _figures("through the activator", runs["via activator"], runs["Caddy direct"], "Caddy straight to it"),
+        {name: [r["p99"] for r in rows] for name, rows in runs.items()},
+    )
