@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from bench.report import Result, table, write
-from bench.scenarios import load, startup, throughput
+from bench.scenarios import density, load, startup, throughput
 
 SCENARIOS: dict[str, Callable[[bool], Awaitable[Result]]] = {
     "cold-start": startup.cold_start,
@@ -19,6 +19,7 @@ SCENARIOS: dict[str, Callable[[bool], Awaitable[Result]]] = {
     "fallback-path": throughput.fallback_path,
     "burst": load.burst,
     "footprint": load.footprint,
+    "density": density.density,
 }
 
 
