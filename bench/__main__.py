@@ -8,7 +8,7 @@ import resource
 import time
 from collections.abc import Awaitable, Callable
 
-from bench.report import Result, table, write
+from bench.report import RESULTS, Result, replot, table, write
 from bench.scenarios import density, load, startup, throughput
 
 SCENARIOS: dict[str, Callable[[bool], Awaitable[Result]]] = {
@@ -53,5 +53,9 @@ if __name__ == "__main__":
         help=f"any of: {', '.join(SCENARIOS)} (default: all)",
     )
     parser.add_argument("--quick", action="store_true", help="fewer runs: a smoke test of the harness (< 2 min)")
+    parser.add_argument("--replot", action="store_true", help="only draw the PNGs again from the JSON results")
     args = parser.parse_args()
-    asyncio.run(main(args.scenarios or list(SCENARIOS), args.quick))
+    if args.replot:
+        replot(RESULTS / ("quick" if args.quick else ""))
+    else:
+        asyncio.run(main(args.scenarios or list(SCENARIOS), args.quick))

@@ -6,6 +6,7 @@ import os
 import platform
 import statistics
 import subprocess
+import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -108,21 +109,31 @@ def write(result: Result, quick: bool) -> Path:
 
 
 def plot(result: Result, path: Path) -> None:
+    """A box plot of each series' samples (a bar per series when each has one value)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
     series = [(name, values) for name, values in result.samples.items() if values]
-    if series:
+    fig, ax = plt.subplots(figsize=(8, 1.6 + 0.6 * max(1, len(series))), dpi=100)
+    if all(len(values) == 1 for _, values in series):
+        ax.barh([name for name, _ in series], [values[0] for _, values in series])
+    elif series:
         ax.boxplot([v for _, v in series], vert=False, showfliers=True)
         ax.set_yticks(range(1, len(series) + 1), [name for name, _ in series])
-        ax.set_xlabel(result.unit)
-    ax.set_title(f"{result.scenario}: {result.description}", fontsize=9)
+    ax.set_xlabel(result.unit)
+    ax.set_title(textwrap.fill(f"{result.scenario}: {result.description}", 90), fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def replot(folder: Path) -> None:
+    """Draw every PNG again from the JSON beside it."""
+    for path in sorted(folder.glob("*.json")):
+        data = orjson.loads(path.read_bytes())
+        plot(Result(data["scenario"], data["description"], [], data["samples"], data["unit"]), path.with_suffix(".png"))
 
 
 def table(results: list[Result]) -> str:

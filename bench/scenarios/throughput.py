@@ -82,6 +82,7 @@ async def warm_path(quick: bool) -> Result:
         f"wrk -t2 -c64, {seconds:g} s x {rounds}: Caddy to a running nginx site, activator up vs down vs direct",
         figures,
         {name: [r["p99"] for r in rows] for name, rows in runs.items()},
+        unit="ms, p99 of each round",
     )
 
 
@@ -111,4 +112,5 @@ async def fallback_path(quick: bool) -> Result:
         f"wrk -t2 -c64, {seconds:g} s x {rounds}: Caddy -> activator -> nginx, vs Caddy -> nginx",
         _figures("through the activator", runs["via activator"], runs["Caddy direct"], "Caddy straight to it"),
         {name: [r["p99"] for r in rows] for name, rows in runs.items()},
+        unit="ms, p99 of each round",
     )
