@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test command: set up (packages, dockerd, .venv), then lint, type-check and run every test against
-# the real Docker Engine and the real Caddy, then a smoke run of bench/ (python -m bench --quick).
-# Extra arguments go to pytest (and skip the bench smoke run).
+# The test command: set up (packages, dockerd, .venv), lint, type-check, a smoke run of bench/
+# (python -m bench --quick, no timing asserted), then every test against the real Docker Engine and the
+# real Caddy, last, so that pytest's summary closes the output. Extra arguments go to pytest (and skip the
+# bench smoke run).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh" test
@@ -9,7 +10,8 @@ cd "$root"
 py=.venv/bin/python
 echo "== ruff";  "$py" -m ruff check activator tests bench
 echo "== mypy --strict"; "$py" -m mypy
-echo "== pytest"; "$py" -m pytest -p no:cacheprovider "$@"
-if [ $# -eq 0 ]; then  # the whole suite: also a smoke run of the benchmark harness (no timing asserted)
+echo "== test images"; scripts/build-images.sh tests/images dialup-test
+if [ $# -eq 0 ]; then
   echo "== bench --quick"; "$py" -m bench --quick
 fi
+echo "== pytest"; "$py" -m pytest -p no:cacheprovider "$@"
