@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -82,6 +83,17 @@ def _version(command: list[str]) -> str:
         return "unknown"
 
 
+def _userland_proxy() -> str:
+    """Whether published ports go through docker-proxy (the daemon's default) or iptables alone."""
+    disabled = False
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "dockerd" and "--userland-proxy=false" in (proc.info["cmdline"] or []):
+            disabled = True
+    with contextlib.suppress(OSError, ValueError):
+        disabled = disabled or orjson.loads(Path("/etc/docker/daemon.json").read_bytes()).get("userland-proxy") is False
+    return "iptables only (userland-proxy=false)" if disabled else "through docker-proxy (the default)"
+
+
 _MACHINE: dict[str, Any] = {}
 
 
@@ -94,7 +106,7 @@ def machine() -> dict[str, Any]:
             python=platform.python_version(),
             docker=_version(["docker", "version", "--format", "{{.Server.Version}}"]),
             caddy=_version(["caddy", "version"]),
-            userland_proxy="docker-proxy" if _version(["pgrep", "-f", "docker-proxy"]) != "unknown" else "unknown",
+            published_ports=_userland_proxy(),
         )
     return _MACHINE
 
