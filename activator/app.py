@@ -107,13 +107,13 @@ async def accesslog_ctx(app: web.Application) -> AsyncIterator[None]:
 async def reaper_ctx(app: web.Application) -> AsyncIterator[None]:
     reaper = app[REAPER] = Reaper(app[SUPERVISOR], app[CONFIG].server.reaper_interval)
     yield
-    await reaper.close()
+    await reaper.loop.close()
 
 
 async def monitor_ctx(app: web.Application) -> AsyncIterator[None]:
     monitor = app[MONITOR] = Monitor(app[CONFIG], app[SUPERVISOR], app[RUNTIME])
     yield
-    await monitor.close()
+    await monitor.loop.close()
 
 
 async def admin_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -174,7 +174,7 @@ async def serve(config: Config, ready: Callable[[], None] | None = None) -> None
         await app[CADDY].load(render(config, running))
         app[ROUTER].loaded({s.name: running.get(s.name) for s in config.sites})
         supervisor.start_persistent()
-        app[REAPER].start()
+        app[REAPER].loop.start()
         app[MONITOR].start()
         log.info(
             "ready: %d sites, activator on %s, Caddy serving %s", len(config.sites), listen, config.caddy.http_listen

@@ -19,6 +19,7 @@ from activator.core.policy import Action
 from activator.core.thresholds import Crossing, Level, Limit, ThresholdWatch
 from activator.metrics import MONITOR_TICK_SECONDS
 from activator.model import SiteState, Strategy
+from activator.periodic import Periodic
 from activator.ports import ContainerRuntime
 from activator.runtime.cgroups import CgroupMemory
 from activator.supervisor import Supervisor
@@ -75,7 +76,7 @@ class Monitor:
         self.snapshot = Snapshot()
         self.near_limit: set[str] = set()  # sites whose sustained near-limit episode was reported
         self.cpu_lowered = False
-        self._task: asyncio.Task[None] | None = None
+        self.loop = Periodic("monitor", config.server.monitor_interval, self._timed_tick)
         t = config.thresholds
         self.host_limits = {
             "memory": Limit(t.memory_warning, t.memory_critical),
@@ -86,23 +87,13 @@ class Monitor:
 
     def start(self) -> None:
         psutil.cpu_percent(interval=None)  # the first call only sets the baseline
-        self._task = asyncio.ensure_future(self._run())
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.server.monitor_interval)
-            try:
-                with MONITOR_TICK_SECONDS.time():
-                    await self.tick()
-            except Exception:  # a bad tick must not end the monitoring
-                log.exception("monitor tick failed")
+        self.loop.start()
 
     # -- one tick -----------------------------------------------------------------------------
+
+    async def _timed_tick(self) -> None:
+        with MONITOR_TICK_SECONDS.time():
+            await self.tick()
 
     async def tick(self) -> None:
         host = await asyncio.to_thread(self.read, self.config.server.state_dir)

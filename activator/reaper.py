@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 
 from activator.core.policy import Action, IdleView, idle_action
 from activator.model import SiteState
+from activator.periodic import Periodic
 from activator.site import Site
 from activator.supervisor import Supervisor
 
@@ -17,24 +17,7 @@ log = logging.getLogger(__name__)
 class Reaper:
     def __init__(self, supervisor: Supervisor, interval: float) -> None:
         self.supervisor = supervisor
-        self.interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.tick()
-            except Exception:  # one bad tick (Caddy restarting, say) must not end the reaping
-                log.exception("reaper tick failed")
+        self.loop = Periodic("reaper", interval, self.tick)
 
     async def tick(self) -> None:
         sup = self.supervisor

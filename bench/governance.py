@@ -20,6 +20,7 @@ import aiohttp
 import docker
 import psutil
 
+from bench.sites import running_sites
 from tests.integration.harness import Deployment, site
 
 IMAGE = "dialup-test-static:latest"
@@ -27,13 +28,8 @@ IMAGE = "dialup-test-static:latest"
 
 async def activator_cpu(client: docker.DockerClient, interval: str, window: float) -> tuple[float, float, float]:
     """(CPU seconds over the window, ticks counted, mean tick wall time in seconds)."""
-    d = Deployment(client, [site(f"s{i}", IMAGE, idle_timeout="off") for i in range(20)], monitor_interval=interval)
+    d = await running_sites(client, 20, IMAGE, monitor_interval=interval)
     try:
-        await d.start()
-        async with aiohttp.ClientSession() as session:
-            for i in range(20):
-                async with session.get(d.url, headers={"Host": f"s{i}.test"}) as r:
-                    assert r.status == 200
         assert d.proc is not None
         proc = psutil.Process(d.proc.pid)
         await asyncio.sleep(2)  # let the starts' background work settle

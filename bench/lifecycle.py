@@ -21,6 +21,7 @@ import docker
 import psutil
 
 from bench.cold_start import through_activator
+from bench.sites import running_sites
 from tests.integration.harness import Deployment, docker_status, site, until
 
 BODY = "static test site\n"
@@ -37,13 +38,8 @@ async def wake_once(d: Deployment, session: aiohttp.ClientSession) -> float:
 
 
 async def idle_cpu(client: docker.DockerClient, image: str, seconds: float) -> tuple[float, float]:
-    d = Deployment(client, [site(f"s{i}", image, idle_timeout="off") for i in range(10)])
+    d = await running_sites(client, 10, image)
     try:
-        await d.start()
-        async with aiohttp.ClientSession() as session:
-            for i in range(10):
-                async with session.get(d.url, headers={"Host": f"s{i}.test"}) as r:
-                    assert r.status == 200
         assert d.proc is not None
         proc = psutil.Process(d.proc.pid)
         await asyncio.sleep(2)  # let the start's background work (route switches, event rows) settle
