@@ -87,6 +87,7 @@ class Monitor:
 
     def start(self) -> None:
         psutil.cpu_percent(interval=None)  # the first call only sets the baseline
+        self.snapshot = Snapshot(host=self.read(self.config.server.state_dir))  # figures for status at once
         self.loop.start()
 
     # -- one tick -----------------------------------------------------------------------------

@@ -150,27 +150,33 @@ async def test_a_site_past_its_limit_is_oom_killed_and_the_others_answer_through
     assert not [e for e in await d.events("calm") if e["kind"] in ("oom", "crash")]
 
 
-async def test_memory_critical_evicts_idle_sites_least_recently_used_first(deploy, images):
-    # Thresholds far below this machine's use, so that the host reads as critical from the first tick.
+async def test_memory_critical_evicts_idle_sites_and_never_persistent_ones(deploy, images):
     sites = [
         site("old", images["static"], idle_timeout="off"),
         site("new", images["static"], idle_timeout="off"),
         site("keep", images["static"], strategy="persistent"),
     ]
-    d = await deploy(sites, monitor_interval="200ms", thresholds={"memory_warning": 0.5, "memory_critical": 1})
+    d = await deploy(sites, monitor_interval="200ms")
     async with aiohttp.ClientSession() as s:
         for name in ("old", "new"):
             assert await fetch(s, d, f"{name}.test") == (200, STATIC_BODY)
+    await until(lambda: docker_status(d.container("keep")) == "running", 20, "the persistent site")
+    # Restart the activator with thresholds far below this machine's use, so that the host reads as critical
+    # from its first tick. (No request goes through Caddy while it evicts: each eviction reloads Caddy's
+    # config, which on Caddy 2.6 may reset a client's connection; see the README's known limits.)
+    assert d.proc is not None
+    d.proc.terminate()
+    assert await asyncio.to_thread(d.proc.wait, 15) == 0
+    critical = {"memory_warning": 0.5, "memory_critical": 1}
+    d.config_path.write_text(d.render(sites, **{**d.server, "thresholds": critical}))
+    await d.start()
 
-    async def both_evicted() -> list[tuple[str, str]]:
-        found = [(e["site"], e["cause"]) for e in await d.events() if e["kind"] == "evicted"]
-        return found if len(found) >= 2 else []
+    async def both_evicted() -> set[tuple[str, str]]:
+        found = {(e["site"], e["cause"]) for e in await d.events() if e["kind"] == "evicted"}
+        return found if len(found) >= 2 else set()
 
-    assert (await until(both_evicted, 20, "two evictions"))[:2] == [
-        ("old", "memory critical"),
-        ("new", "memory critical"),
-    ]
-    assert docker_status(d.container("keep")) == "running"
+    assert await until(both_evicted, 20, "two evictions") == {("old", "memory critical"), ("new", "memory critical")}
+    assert [docker_status(d.container(n)) for n in ("old", "new", "keep")] == ["exited", "exited", "running"]
     crossings = [e for e in await d.events("(host)") if e["kind"] == "threshold" and e["cause"] == "memory"]
     assert len(crossings) == 1 and "above 1 (critical)" in crossings[0]["detail"]
 
