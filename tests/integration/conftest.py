@@ -14,7 +14,7 @@ from typing import Any
 import docker
 import pytest
 
-from tests.integration.harness import LABEL, PREFIX, ROOT, Deployment
+from tests.integration.harness import LABEL, MADE, ROOT, Deployment
 
 
 @pytest.fixture(scope="session")
@@ -27,9 +27,9 @@ def docker_client() -> Iterator[docker.DockerClient]:
     if shutil.which("caddy") is None:
         pytest.fail("the caddy binary is missing; run the README's test command", pytrace=False)
     yield client
-    # Whatever a crashed test left behind.
+    # Whatever a crashed test of this session left behind (never another session's: suites may run at once).
     for c in client.containers.list(all=True, filters={"label": LABEL}):
-        if c.labels.get(LABEL, "").startswith(PREFIX):
+        if c.labels.get(LABEL, "") in MADE:
             c.remove(force=True)
     client.close()
 

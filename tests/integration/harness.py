@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LABEL = "dialup.deployment"
 PREFIX = "test-"
 READY_LIMIT = 30.0
+MADE: set[str] = set()  # deployments this test session made: only their containers are swept at its end
 
 
 def free_port() -> int:
@@ -50,6 +51,7 @@ class Deployment:
     def __init__(self, client: docker.DockerClient, sites: list[dict[str, Any]], **server: Any) -> None:
         self.client = client
         self.name = f"{PREFIX}{uuid.uuid4().hex[:10]}"
+        MADE.add(self.name)
         self.dir = Path(tempfile.mkdtemp(prefix="du-", dir="/tmp"))  # short: unix socket paths are limited
         self.http_port = free_port()
         self.listen_port = free_port()
@@ -149,6 +151,17 @@ class Deployment:
             if all(f'{k}="{v}"' in series for k, v in labels.items()):
                 total += float(value)
         return total
+
+    async def wait_route_on_activator(self, site: str) -> None:
+        """Until Caddy's route for the site lists only the activator (after a crash, stop or pause)."""
+
+        async def on_activator() -> bool:
+            connector = aiohttp.UnixConnector(path=str(self.caddy_socket))
+            async with aiohttp.ClientSession(connector=connector) as s:
+                async with s.get(f"http://localhost/id/dialup-proxy-{site}/upstreams") as r:
+                    return await r.json() == [{"dial": f"127.0.0.1:{self.listen_port}"}]
+
+        await until(on_activator, 10, f"Caddy's route for {site} to go back to the activator")
 
     async def wait_routed(self, site: str) -> None:
         async def routed() -> bool:

@@ -124,7 +124,9 @@ async def test_a_site_past_its_limit_is_oom_killed_and_the_others_answer_through
     d = await deploy(sites)
     async with aiohttp.ClientSession() as s:
         assert (await fetch(s, d, "hog.test"))[0] == 200
+        await d.wait_routed("hog")
         assert await fetch(s, d, "calm.test") == (200, STATIC_BODY)
+        await d.wait_routed("calm")
         stop = asyncio.Event()
 
         async def steady() -> int:
@@ -160,6 +162,7 @@ async def test_memory_critical_evicts_idle_sites_and_never_persistent_ones(deplo
     async with aiohttp.ClientSession() as s:
         for name in ("old", "new"):
             assert await fetch(s, d, f"{name}.test") == (200, STATIC_BODY)
+            await d.wait_routed(name)  # the route switch is a Caddy reload: let it finish before the next request
     await until(lambda: docker_status(d.container("keep")) == "running", 20, "the persistent site")
     # Restart the activator with thresholds far below this machine's use, so that the host reads as critical
     # from its first tick. (No request goes through Caddy while it evicts: each eviction reloads Caddy's
@@ -185,6 +188,8 @@ async def test_a_container_near_its_limit_for_a_while_is_reported_once(deploy, i
     sites = [site("heavy", images["pyapp"], kind="static", idle_timeout="off")]
     d = await deploy(sites, monitor_interval="200ms", thresholds={"container_memory_warning": 40, "sustained": 2})
     async with aiohttp.ClientSession() as s:
+        assert (await fetch(s, d, "heavy.test"))[0] == 200
+        await d.wait_routed("heavy")
         assert await fetch(s, d, "heavy.test", "/alloc?mb=30") == (200, "holding 30 MiB\n")  # ~40 of 64 MiB
 
     async def reported() -> list[dict[str, Any]]:

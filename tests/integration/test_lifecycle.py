@@ -123,6 +123,7 @@ async def test_a_killed_persistent_site_is_back_within_the_backoff_and_nothing_i
     await until(lambda: docker_status(d.container("home")) == "running", 20, "the persistent site")
     await d.wait_routed("home")
     d.container("home").kill()
+    await d.wait_route_on_activator("home")  # the crash is seen and routed around; it is still down
     async with aiohttp.ClientSession() as s:
         # Sent during the outage: held by the activator, answered once the site is back.
         results = await asyncio.gather(*(fetch(s, d, "home.test") for _ in range(20)))
@@ -170,6 +171,7 @@ async def test_a_restarted_activator_adopts_running_paused_and_stopped_sites_res
     async with aiohttp.ClientSession() as s:
         for name in ("run", "nap", "off"):
             assert await fetch(s, d, f"{name}.test") == (200, STATIC_BODY)
+            await d.wait_routed(name)  # a route switch reloads Caddy: let it finish before the next request
         await until(lambda: docker_status(d.container("nap")) == "paused", 10, "nap to pause")
         await until(lambda: docker_status(d.container("off")) == "exited", 10, "off to stop")
         before = {name: started_at(d.container(name)) for name in ("run", "nap", "off")}
@@ -216,6 +218,7 @@ async def test_a_lazy_site_stopped_from_outside_is_stopped_not_crashed_and_start
             return await state(d, "ext") == "stopped"
 
         await until(stopped, 10, "the activator to see the external stop")
+        await d.wait_route_on_activator("ext")
         assert await fetch(s, d, "ext.test") == (200, STATIC_BODY)
     row = (await d.status())["ext"]
     assert (row["crashes"], row["starts"], row["state"]) == (0, 2, "running")
