@@ -158,7 +158,7 @@ async def ensure_caddy(config: Config, admin: CaddyAdmin) -> None:
     await admin.wait_alive(CADDY_START_LIMIT)
 
 
-async def serve(config: Config, ready: Callable[[], None] | None = None) -> None:
+async def serve(config: Config) -> None:
     """`dialup up`: run until SIGINT or SIGTERM. Caddy and running containers are left running."""
     config.server.system_dir.mkdir(parents=True, exist_ok=True)
     app = build_app(config)
@@ -179,8 +179,6 @@ async def serve(config: Config, ready: Callable[[], None] | None = None) -> None
         log.info(
             "ready: %d sites, activator on %s, Caddy serving %s", len(config.sites), listen, config.caddy.http_listen
         )
-        if ready is not None:
-            ready()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

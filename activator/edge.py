@@ -57,12 +57,7 @@ def unavailable(exc: SiteUnavailable) -> web.Response:
 
 
 def upstream_headers(request: web.Request, drop: frozenset[str] = frozenset()) -> CIMultiDict[str]:
-    connection_tokens = {t.strip().lower() for t in request.headers.get("Connection", "").split(",")}
-    headers: CIMultiDict[str] = CIMultiDict()
-    for name, value in request.headers.items():
-        low = name.lower()
-        if low not in HOP_BY_HOP and low not in connection_tokens and low not in drop:
-            headers.add(name, value)
+    headers = end_to_end(request.headers, drop)
     # Behind Caddy these are already set, and the app sees the same values cold as warm;
     # for a request that came straight here, describe this hop.
     headers.setdefault("X-Forwarded-For", request.remote or "")
@@ -71,11 +66,10 @@ def upstream_headers(request: web.Request, drop: frozenset[str] = frozenset()) -
     return headers
 
 
-def response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    connection_tokens = {t.strip().lower() for t in upstream.get("Connection", "").split(",")}
-    return CIMultiDict(
-        (k, v) for k, v in upstream.items() if k.lower() not in HOP_BY_HOP and k.lower() not in connection_tokens
-    )
+def end_to_end(headers: CIMultiDictProxy[str], drop: frozenset[str] = frozenset()) -> CIMultiDict[str]:
+    """The headers meant for the next hop: without hop-by-hop ones, nor those `Connection` names."""
+    hop = HOP_BY_HOP | {t.strip().lower() for t in headers.get("Connection", "").split(",")} | drop
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in hop)
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -132,7 +126,7 @@ async def _http(request: web.Request, port: int, slots: asyncio.Semaphore) -> we
         )
     async with upstream:
         response = web.StreamResponse(
-            status=upstream.status, reason=upstream.reason, headers=response_headers(upstream.headers)
+            status=upstream.status, reason=upstream.reason, headers=end_to_end(upstream.headers)
         )
         if upstream.content_length is not None and "Content-Length" in upstream.headers:
             response.content_length = upstream.content_length
