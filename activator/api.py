@@ -51,6 +51,9 @@ async def site_status(supervisor: Supervisor, store: Store, monitor: Monitor) ->
                 "crashes": c.crashes,
                 "memory_used": monitor.snapshot.memory_used.get(name),
                 "memory_limit": site.config.memory_limit,
+                "network": site.config.network.value,
+                "holder_id": site.holder.id[:12] if site.holder else None,
+                "holder_memory": site.holder_memory if site.holder else None,
                 "cpus": site.config.cpu_quota,
                 "cpu_shares": site.config.cpu_weight,
                 "strategy": site.config.strategy.value,
@@ -61,8 +64,9 @@ async def site_status(supervisor: Supervisor, store: Store, monitor: Monitor) ->
 
 
 def budget_status(supervisor: Supervisor) -> dict[str, int]:
-    used = sum(s.config.memory_limit for s in supervisor.sites.values() if s.holds_memory)
-    return {"used": used, "total": supervisor.config.budget.memory}
+    holders = supervisor.holders_memory()
+    used = sum(s.config.memory_limit for s in supervisor.sites.values() if s.holds_memory) + holders
+    return {"used": used, "holders": holders, "total": supervisor.config.budget.memory}
 
 
 def host_status(monitor: Monitor) -> dict[str, Any]:

@@ -16,10 +16,12 @@ from aiohttp import web
 from activator.api import make_admin_app
 from activator.config import Config
 from activator.edge import HTTP, SUPERVISOR, make_edge_app
+from activator.holders import Holders
 from activator.monitor import Monitor
 from activator.proxy.accesslog import AccessLogListener
 from activator.proxy.caddy import CaddyAdmin, CaddyError, CaddyProcess, CaddyRouter, render
 from activator.reaper import Reaper
+from activator.runtime.cgroups import CgroupMemory
 from activator.runtime.docker import DockerRuntime
 from activator.store import Store
 from activator.supervisor import Supervisor
@@ -33,6 +35,7 @@ CADDY = web.AppKey("caddy", CaddyAdmin)
 ROUTER = web.AppKey("router", CaddyRouter)
 REAPER = web.AppKey("reaper", Reaper)
 MONITOR = web.AppKey("monitor", Monitor)
+CGROUPS = web.AppKey("cgroups", CgroupMemory)
 
 TEARDOWN_LIMIT = 10.0  # seconds each resource gets to close
 CADDY_START_LIMIT = 15.0
@@ -89,8 +92,13 @@ async def caddy_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
-    supervisor = app[SUPERVISOR] = Supervisor(app[CONFIG], app[RUNTIME], app[ROUTER], app[STORE], app[HTTP], time.time)
-    app[RUNTIME].watch(supervisor.on_container_event)
+    config, runtime = app[CONFIG], app[RUNTIME]
+    cgroups = app[CGROUPS] = CgroupMemory()
+    if config.uses_holders and await runtime.ensure_holder_image(config.holder):
+        log.info("built the holder image %s from %s", config.holder.image, config.holder.busybox)
+    holders = Holders(runtime, app[STORE], config.holder.image, cgroups.usage)
+    supervisor = app[SUPERVISOR] = Supervisor(config, runtime, app[ROUTER], app[STORE], app[HTTP], time.time, holders)
+    runtime.watch(supervisor.on_container_event)
     await supervisor.adopt()
     yield
     await supervisor.close()
@@ -111,7 +119,7 @@ async def reaper_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def monitor_ctx(app: web.Application) -> AsyncIterator[None]:
-    monitor = app[MONITOR] = Monitor(app[CONFIG], app[SUPERVISOR], app[RUNTIME])
+    monitor = app[MONITOR] = Monitor(app[CONFIG], app[SUPERVISOR], app[RUNTIME], app[CGROUPS])
     yield
     await monitor.loop.close()
 

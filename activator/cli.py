@@ -15,6 +15,7 @@ import orjson
 
 from activator.config import Config, ConfigError, load_config
 from activator.errors import RuntimeUnavailable
+from activator.model import Network
 from activator.proxy.caddy import CaddyAdmin, CaddyError, render
 from activator.runtime.docker import DockerRuntime
 from activator.store import SiteCounts, Store
@@ -55,13 +56,16 @@ async def _status(config: Config) -> dict[str, Any]:
         rows = []
         for site in config.sites:
             found = await runtime.find(site)
+            holder = await runtime.find_holder(site) if site.network is Network.HOLDER else None
             c = counts.get(site.name, SiteCounts())
             rows.append(
                 {
                     "name": site.name,
                     "state": _docker_state(found.status if found else None),
                     "container_id": found.id[:12] if found else None,
-                    "host_port": found.host_port if found else None,
+                    "host_port": (holder or found).host_port if found and found.running else None,
+                    "network": site.network.value,
+                    "holder_id": holder.id[:12] if holder and holder.running else None,
                     "requests_per_minute": None,
                     "last_request_age_s": None,
                     "in_flight": None,
@@ -104,7 +108,9 @@ COLUMNS = [
     ("memory_used", "MEM_USED"),
     ("memory_limit", "MEM_LIMIT"),
     ("cpu_shares", "CPU_SHARES"),
+    ("network", "NETWORK"),
     ("container_id", "CONTAINER"),
+    ("holder_id", "HOLDER"),
 ]
 
 
@@ -116,8 +122,10 @@ def _cell(key: str, value: Any) -> str:
 
 def _print_status(status: dict[str, Any]) -> None:
     budget = status["budget"]
+    holders = f" (holders: {budget['holders'] / 2**20:.1f} MiB)" if budget.get("holders") else ""
     print(
         f"memory budget: {budget['used'] // 2**20} of {budget['total'] // 2**20} MiB held by running and paused sites"
+        f"{holders}"
     )
     for name, figure in (status.get("host") or {}).items():
         value = "-" if figure["value"] is None else f"{figure['value']:.1f}"
@@ -140,6 +148,9 @@ async def _down(config: Config) -> None:
     try:
         found = [await runtime.find(site) for site in config.sites]
         await asyncio.gather(*(runtime.stop(c.id, 10) for c in found if c is not None and c.running))
+        # Then the holders: their namespaces go with them; `up` starts them again, and the sites join on start.
+        holders = [await runtime.find_holder(site) for site in config.sites if site.network is Network.HOLDER]
+        await asyncio.gather(*(runtime.stop(h.id, 1) for h in holders if h is not None and h.running))
     finally:
         await runtime.close()
     if config.caddy.manage:

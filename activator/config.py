@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from activator.model import Kind, Strategy
+from activator.model import Kind, Network, Strategy
 
 T = TypeVar("T")
 
@@ -108,6 +108,7 @@ class SiteConfig:
     cpu_shares: int = 0  # 0: the kind's default
     cap_add: tuple[str, ...] = ()  # every capability is dropped but these
     read_only: bool = False  # a read-only root filesystem with a tmpfs /tmp
+    network: Network = Network.HOLDER
 
     @property
     def memory_limit(self) -> int:
@@ -124,6 +125,14 @@ class SiteConfig:
     @property
     def pids_limit(self) -> int:
         return self.kind.defaults.pids
+
+
+@dataclass(frozen=True)
+class HolderConfig:
+    """The image of the network holders (see Network.HOLDER), built from `busybox` when it is missing."""
+
+    image: str = "dialup-holder:1"
+    busybox: Path = Path("/bin/busybox")  # a static busybox: Debian's busybox-static
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,11 @@ class Config:
     sites: tuple[SiteConfig, ...] = ()
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     thresholds: Thresholds = field(default_factory=Thresholds)
+    holder: HolderConfig = field(default_factory=HolderConfig)
+
+    @property
+    def uses_holders(self) -> bool:
+        return any(s.network is Network.HOLDER for s in self.sites)
 
 
 def parse_duration(text: object) -> float:
@@ -360,6 +374,7 @@ _INHERITED: dict[str, Callable[[Any], Any]] = {
     "stop_grace": _non_negative(parse_duration),
     "restart_backoff": _positive(parse_duration),
     "restart_backoff_max": _positive(parse_duration),
+    "network": _enum(Network),
 }
 _BUILTIN = SiteConfig(name="-", hosts=(), image="-", port=1)
 
@@ -441,6 +456,14 @@ def load_config(path: Path | str) -> Config:
     )
     c.done()
 
+    h = _Table(path, "holder", root.get("holder", dict, {}))
+    hb = HolderConfig()
+    holder = HolderConfig(
+        image=h.get("image", _typed(str, "an image reference like 'dialup-holder:1'"), hb.image),
+        busybox=Path(h.get("busybox", _path_value, str(hb.busybox))),
+    )
+    h.done()
+
     d = _Table(path, "defaults", root.get("defaults", dict, {}))
     inherited = {key: d.get(key, convert, getattr(_BUILTIN, key)) for key, convert in _INHERITED.items()}
     d.done()
@@ -459,4 +482,6 @@ def load_config(path: Path | str) -> Config:
             if host in seen_hosts:
                 raise ConfigError(path, f"sites[{i}].hosts", host, f"host already used by site {seen_hosts[host]!r}")
             seen_hosts[host] = site.name
-    return Config(path=path, server=server, caddy=caddy, sites=sites, budget=budget, thresholds=thresholds)
+    return Config(
+        path=path, server=server, caddy=caddy, sites=sites, budget=budget, thresholds=thresholds, holder=holder
+    )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -15,6 +17,7 @@ from activator.site import Site
 from activator.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
@@ -46,6 +49,16 @@ WS_HANDSHAKE = frozenset(
 # No total timeout: held and streamed responses may last; a dead upstream is caught at connect.
 ROUTE_WAIT = 5.0  # seconds a WebSocket waits for its site's route switch before connecting anyway
 FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5)
+# Sent again after the upstream closed the connection without answering (as Caddy retries only GETs then):
+# a request with a body, or one that changes things, may have been half read or already acted on.
+REPEATABLE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class _NoAnswer(Exception):
+    """The forward failed before any response: refused, or closed without an answer."""
+
+    def __init__(self, refused: bool) -> None:
+        self.refused = refused
 
 
 def unavailable(exc: SiteUnavailable) -> web.Response:
@@ -89,8 +102,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 
 async def _forward_with_retry(request: web.Request, supervisor: Supervisor, site: Site) -> web.StreamResponse:
-    # A refused connection means the container went away since we last looked: nothing of the request
-    # was sent yet, so look again (restarting it if need be) and send it once more.
+    # No answer means the container may have gone since we last looked: a refused connection (plain network)
+    # or one its holder's port accepted and reset (holder network). Look again (the site turns stopped if
+    # it went), and send the request once more if nothing of it can have been acted on.
     for attempt in range(2):
         port = await supervisor.acquire(site)
         site.active += 1  # open work the reaper waits for before pausing or stopping the site
@@ -99,15 +113,25 @@ async def _forward_with_retry(request: web.Request, supervisor: Supervisor, site
                 await supervisor.wait_routed(site, ROUTE_WAIT)
                 return await _websocket(request, port, site.forwarding)
             return await _http(request, port, site.forwarding)
-        except aiohttp.ClientConnectorError:
+        except _NoAnswer as exc:
             await supervisor.suspect(site, port)
-            if attempt:
-                raise SiteUnavailable(site.config.name, "its container refuses connections") from None
-        except aiohttp.ServerDisconnectedError:
-            raise SiteUnavailable(site.config.name, "it closed the connection without answering") from None
+            repeatable = exc.refused or (request.method in REPEATABLE and not request.body_exists)
+            if attempt or not repeatable:
+                why = "its container refuses connections" if exc.refused else "it closed the connection unanswered"
+                raise SiteUnavailable(site.config.name, why) from None
         finally:
             site.active -= 1
     raise AssertionError("unreachable")
+
+
+async def _connect(call: Awaitable[T]) -> T:
+    """Await a connection to the upstream, turning each way it can fail before answering into _NoAnswer."""
+    try:
+        return await call
+    except aiohttp.ClientConnectorError:
+        raise _NoAnswer(refused=True) from None
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+        raise _NoAnswer(refused=False) from None
 
 
 async def _http(request: web.Request, port: int, slots: asyncio.Semaphore) -> web.StreamResponse:
@@ -115,14 +139,16 @@ async def _http(request: web.Request, port: int, slots: asyncio.Semaphore) -> we
     url = f"http://127.0.0.1:{port}{request.rel_url}"
     body = request.content if request.body_exists else None
     async with slots:  # held only until the response headers arrive
-        upstream = await http.request(
-            request.method,
-            url,
-            headers=upstream_headers(request),
-            data=body,
-            allow_redirects=False,
-            timeout=FORWARD_TIMEOUT,
-            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        upstream = await _connect(
+            http.request(
+                request.method,
+                url,
+                headers=upstream_headers(request),
+                data=body,
+                allow_redirects=False,
+                timeout=FORWARD_TIMEOUT,
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            )
         )
     async with upstream:
         response = web.StreamResponse(
@@ -143,13 +169,15 @@ async def _websocket(request: web.Request, port: int, slots: asyncio.Semaphore) 
     protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
     try:
         async with slots:  # held only for the handshake
-            upstream = await http.ws_connect(
-                url,
-                headers=upstream_headers(request, WS_HANDSHAKE),
-                protocols=protocols,
-                autoping=False,
-                max_msg_size=0,
-                timeout=aiohttp.ClientWSTimeout(ws_close=10),
+            upstream = await _connect(
+                http.ws_connect(
+                    url,
+                    headers=upstream_headers(request, WS_HANDSHAKE),
+                    protocols=protocols,
+                    autoping=False,
+                    max_msg_size=0,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=10),
+                )
             )
     except aiohttp.WSServerHandshakeError as exc:
         return web.Response(status=exc.status, text=f"{exc.message}\n")

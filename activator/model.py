@@ -44,6 +44,13 @@ class Strategy(enum.StrEnum):
     PERSISTENT = "persistent"  # started with the activator, kept running
 
 
+class Network(enum.StrEnum):
+    # The site's container joins the network namespace of a small long-lived "holder" container that owns the
+    # published port, so a start skips Docker's network setup (bridge endpoint, veth, port mapping).
+    HOLDER = "holder"
+    PLAIN = "plain"  # the site's container has its own network and publishes its own port
+
+
 class SiteState(enum.StrEnum):
     STOPPED = "stopped"
     STARTING = "starting"  # also while waking from paused
@@ -61,6 +68,9 @@ class Container:
     host_port: int | None = None  # the published port on 127.0.0.1, known while running or paused
     exit_code: int | None = None
     site: str = ""
+    role: str = "site"  # "site", or "holder" for a site's network holder
+    network_mode: str = ""  # the engine's HostConfig.NetworkMode: "container:<holder id>" for a joined site
+    publishes: int | None = None  # the container port it publishes, whatever its state
 
     @property
     def running(self) -> bool:
@@ -79,3 +89,4 @@ class ContainerEvent:
     site: str
     action: str  # "start", "die", "oom", "destroy", ...
     exit_code: int | None = None
+    role: str = "site"

@@ -98,7 +98,9 @@ class Monitor:
 
     async def tick(self) -> None:
         host = await asyncio.to_thread(self.read, self.config.server.state_dir)
-        used = await asyncio.to_thread(self._container_memory)
+        used, holders = await asyncio.to_thread(self._container_memory)
+        for name, bytes_used in holders.items():  # what the budget counts for each holder
+            self.supervisor.sites[name].holder_memory = bytes_used
         readings = {"memory": host.memory, "cpu": host.cpu, "load": host.load, "storage": host.storage}
         limits = dict(self.host_limits)
         container_limit = Limit(self.config.thresholds.container_memory_warning)
@@ -119,14 +121,19 @@ class Monitor:
         if cpu_high != self.cpu_lowered and (cpu_high or self.watch.level("cpu") is Level.OK):
             await self._set_site_weights(lowered=cpu_high, cpu=host.cpu)
 
-    def _container_memory(self) -> dict[str, int]:
-        used = {}
+    def _container_memory(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Bytes in use by each site's container, and by each site's holder."""
+        used, holders = {}, {}
         for name, site in self.supervisor.sites.items():
             if site.container_id and site.state in (SiteState.RUNNING, SiteState.PAUSED, SiteState.DRAINING):
                 usage = self.cgroups.usage(site.container_id)
                 if usage is not None:
                     used[name] = usage
-        return used
+            if site.holder is not None:
+                usage = self.cgroups.usage(site.holder.id)
+                if usage is not None:
+                    holders[name] = usage
+        return used, holders
 
     async def _crossed(self, crossing: Crossing) -> None:
         site, _, metric = crossing.metric.rpartition(":")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from activator.config import SiteConfig
+from activator.config import HolderConfig, SiteConfig
 from activator.model import Container, ContainerEvent
 
 Clock = Callable[[], float]  # monotonic seconds
@@ -14,10 +14,19 @@ Clock = Callable[[], float]  # monotonic seconds
 class ContainerRuntime(Protocol):
     async def find(self, site: SiteConfig) -> Container | None: ...
 
-    async def create(self, site: SiteConfig) -> Container: ...
+    async def find_holder(self, site: SiteConfig) -> Container | None: ...
+
+    async def create(self, site: SiteConfig, holder_id: str | None = None) -> Container:
+        """The site's container, joined to the holder's network namespace when holder_id is given."""
+        ...
+
+    async def create_holder(self, site: SiteConfig, image: str) -> Container: ...
+
+    async def ensure_holder_image(self, holder: HolderConfig) -> bool: ...
 
     async def start(self, site: SiteConfig, container_id: str) -> Container:
-        """Start the container and return it with its published port (running=False if it already died)."""
+        """Start the container and return it with its published port (running=False if it already died).
+        A site joined to a holder publishes none: its port is the holder's."""
         ...
 
     async def stop(self, container_id: str, grace: float) -> None: ...

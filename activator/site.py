@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from activator.config import SiteConfig
 from activator.core.policy import Backoff, CrashRecord
-from activator.model import SiteState
+from activator.model import Container, SiteState
 
 # Held requests are released into a just-started app at most this many at a time, counted until each one's
 # response headers arrive: hundreds at once overflow a small listen backlog (busybox httpd's is 9), and the
@@ -35,7 +35,12 @@ class Site:
     crashes: CrashRecord = field(default_factory=CrashRecord)
     oom: bool = False  # the engine reported an OOM kill; the "die" that follows is one
     killed: bool = False  # someone sent it a signal (docker stop/kill): the "die" that follows is no crash
+    run_started: bool = True  # the engine reported the current start (events before it are of an older run)
     restart: asyncio.TimerHandle | None = None
+    holder: Container | None = None  # the running network holder (network = "holder"), with its host port
+    holder_task: asyncio.Task[Container] | None = None  # bringing the holder up
+    holder_memory: int = 0  # bytes the holder uses, counted in the budget
+    joined: str | None = None  # the holder id the site's container joined; None: its own network
     # Set once Caddy's route points at the running container. Caddy 2.6 closes every proxied WebSocket
     # when its config changes, so a WebSocket is connected only after the switch (see README: known limits).
     routed: asyncio.Event = field(default_factory=asyncio.Event)

@@ -25,8 +25,9 @@ from activator.errors import (
     StartFailed,
     StartTimeout,
 )
+from activator.holders import Holders
 from activator.metrics import START_SECONDS, STARTS, WAITING
-from activator.model import ContainerEvent, SiteState, Strategy
+from activator.model import Container, ContainerEvent, Network, SiteState, Strategy
 from activator.ports import Clock, ContainerRuntime, EventLog, Router
 from activator.readiness import wait_ready
 from activator.site import Site
@@ -36,6 +37,13 @@ log = logging.getLogger(__name__)
 # A failed start's container is stopped with this grace: it never served, so nothing is lost by hurrying.
 FAILED_START_GRACE = 1.0
 DRAIN_POLL = 0.05  # seconds between looks at the in-flight counts while draining
+# After a forward failed, how long to look for a container that is dying (its init may outlive the app by a
+# few milliseconds), and how often.
+SUSPECT_WINDOW, SUSPECT_POLL = 1.0, 0.02
+
+
+class _HolderLost(Exception):
+    """The site's holder died while its container was starting in it."""
 
 
 class Supervisor:
@@ -47,9 +55,11 @@ class Supervisor:
         events: EventLog,
         http: aiohttp.ClientSession,
         clock: Clock,
+        holders: Holders,
     ) -> None:
         self.config = config
         self.runtime = runtime
+        self.holders = holders
         self.router = router
         self.events = events
         self.http = http
@@ -89,30 +99,63 @@ class Supervisor:
 
     async def adopt(self) -> None:
         """Take over the containers found by label, restarting none; create missing ones; remove orphans."""
-        now = self.clock()
         for container in await self.runtime.list_deployment():
-            if container.site not in self.sites:
-                log.warning("removing container %s: site %r left the config", container.id[:12], container.site)
+            site = self.sites.get(container.site)
+            if site is None or (container.role == "holder" and site.config.network is not Network.HOLDER):
+                why = "left the config" if site is None else "has network = plain"
+                log.warning("removing %s %s: site %r %s", container.role, container.id[:12], container.site, why)
                 await self.runtime.remove(container.id)
-                await self.events.record(container.site, "removed", "config", detail=container.id[:12])
+                await self.events.record(container.site, "removed", "config", detail=f"{container.role} {why}")
         for site in self.sites.values():
-            found = await self.runtime.find(site.config)
-            if found is None:
-                try:
-                    found = await self.runtime.create(site.config)
-                except SiteUnavailable as exc:
-                    site.failure = exc.reason
-                    log.error("site %s: %s", site.config.name, exc.reason)
-                    await self.events.record(site.config.name, "create_failed", "startup", detail=exc.reason)
-                    continue
-                await self.events.record(site.config.name, "created", "startup", detail=found.id[:12])
-            site.container_id = found.id
-            if (found.running or found.paused) and found.host_port is not None:
-                site.host_port, site.up_since = found.host_port, now  # a fresh idle window after a restart
-                site.state = SiteState.RUNNING if found.running else SiteState.PAUSED
-                if found.running:
-                    site.routed.set()  # the full config loaded at startup routes it to the container
-                log.info("site %s: adopted %s container %s", site.config.name, found.status, found.id[:12])
+            try:
+                await self._adopt(site)
+            except SiteUnavailable as exc:
+                site.failure = exc.reason
+                log.error("site %s: %s", site.config.name, exc.reason)
+                await self.events.record(site.config.name, "create_failed", "startup", detail=exc.reason)
+
+    async def _adopt(self, site: Site) -> None:
+        cfg, holder, renewed = site.config, None, False
+        if cfg.network is Network.HOLDER:
+            before = await self.runtime.find_holder(cfg)
+            holder = await self.holders.ensure(site)
+            renewed = before is None or before.id != holder.id or not (before.running or before.paused)
+        found = await self.runtime.find(cfg)
+        if found is not None and Holders.joined(found) != (holder.id if holder else None):
+            # It joined a holder that is gone, or the site's network setting changed: make it anew.
+            await self._replace(site, found, "its network changed")
+            found = None
+        elif found is not None and renewed and (found.running or found.paused):
+            # Its holder was restarted: it is cut off in the old namespace. Stopped, it joins the new one on start.
+            await self._stop_stranded(site, found)
+            found = await self.runtime.find(cfg)
+        if found is None:
+            found = await self.runtime.create(cfg, holder.id if holder else None)
+            await self.events.record(cfg.name, "created", "startup", detail=found.id[:12])
+        site.container_id, site.joined = found.id, Holders.joined(found)
+        port = holder.host_port if holder else found.host_port
+        if (found.running or found.paused) and port is not None:
+            site.host_port, site.up_since = port, self.clock()  # a fresh idle window after a restart
+            site.state = SiteState.RUNNING if found.running else SiteState.PAUSED
+            if found.running:
+                site.routed.set()  # the full config loaded at startup routes it to the container
+            log.info("site %s: adopted %s container %s", cfg.name, found.status, found.id[:12])
+
+    async def _replace(self, site: Site, container: Container, why: str) -> None:
+        """Remove a site's container that can never serve again where it is; the next start creates it anew."""
+        site.container_id = site.joined = None  # first: its "die" and "destroy" now match nothing
+        log.info("site %s: replacing its container %s: %s", site.config.name, container.id[:12], why)
+        await self.runtime.remove(container.id)
+        await self.events.record(site.config.name, "replaced", "holder", detail=f"{container.id[:12]}: {why}")
+
+    async def _stop_stranded(self, site: Site, container: Container) -> None:
+        """Stop a container whose holder died under it (unreachable now); its next start joins the new holder."""
+        log.warning("site %s: its holder was restarted; stopping container %s", site.config.name, container.id[:12])
+        with suppress(Exception):
+            if container.paused:
+                await self.runtime.unpause(container.id)
+            await self.runtime.stop(container.id, site.config.stop_grace)
+        await self.events.record(site.config.name, "stopped", "holder", detail="cut off by its holder's restart")
 
     def start_persistent(self) -> None:
         for site in self.sites.values():
@@ -122,7 +165,7 @@ class Supervisor:
     async def close(self) -> None:
         tasks: set[asyncio.Future[Any]] = set(self._background)
         for site in self.sites.values():
-            tasks.update(t for t in (site.transition, site.draining, site.stopping) if t is not None)
+            tasks.update(t for t in (site.transition, site.draining, site.stopping, site.holder_task) if t is not None)
             if site.restart is not None:
                 site.restart.cancel()
         for task in tasks:
@@ -164,12 +207,26 @@ class Supervisor:
             gauge.dec()
 
     async def suspect(self, site: Site, host_port: int) -> None:
-        """A forward to host_port was refused: unless a newer start moved on, look again at the container."""
-        if site.host_port != host_port or site.state is not SiteState.RUNNING:
-            return
-        found = await self.runtime.find(site.config)
-        if found is None or not found.running or found.host_port != host_port:
-            await self._crashed(site, "its container stopped answering")
+        """A forward to host_port failed before any answer. Unless a newer start moved on, find out why: a
+        container that died (or is dying), or a holder that is gone, makes the site stopped, so a retry starts it.
+        Returns at once once the site's state changed, from here or from the engine's events."""
+        deadline = self.clock() + SUSPECT_WINDOW
+        while site.host_port == host_port and site.state is SiteState.RUNNING:
+            found = await self.runtime.find(site.config)
+            if found is None or not found.running:
+                self._died(site, found.exit_code if found else None)
+                return
+            if site.config.network is Network.HOLDER:
+                holder = await self.runtime.find_holder(site.config)
+                if holder is None or not holder.running or holder.host_port != host_port:
+                    self.watch(self._holder_lost(site))
+                    return
+            elif found.host_port != host_port:
+                await self._crashed(site, "its container stopped answering")
+                return
+            if self.clock() > deadline:
+                return  # it runs and does not answer: the app's own doing, not a stale route
+            await asyncio.sleep(SUSPECT_POLL)
 
     # -- starting and waking ------------------------------------------------------------------
 
@@ -219,6 +276,14 @@ class Supervisor:
                     await asyncio.shield(site.stopping)
                 port = await self._start_container(site)
                 await self._probe(site, port)
+        except _HolderLost:
+            # The holder died under the start: it is being brought back; start again, once, inside the new one.
+            if cause.endswith("(again)"):
+                raise StartFailed(cfg.name, "its network holder died twice while it started") from None
+            log.warning("site %s: its holder died while it started; starting it again", cfg.name)
+            if site.container_id is not None:
+                await self._stop_stranded(site, Container(site.container_id, "running"))
+            return await self._start(site, f"{cause} (again)")
         except Exception as exc:
             error = _as_unavailable(cfg, exc)
             site.state, site.host_port, site.failure = SiteState.STOPPED, None, error.reason
@@ -245,7 +310,9 @@ class Supervisor:
 
     async def _admit(self, site: Site) -> None:
         """Make room within the memory budget before a start: evict idle sites (drained first), or refuse."""
-        budget, need = self.config.budget.memory, site.config.memory_limit
+        # Holders always run: what they use comes off the top.
+        budget = self.config.budget.memory - self.holders_memory()
+        need = site.config.memory_limit
         for _ in range(3):  # a victim that got a request while draining is kept: plan again
             residents = [s for s in self.sites.values() if s is not site and s.holds_memory]
             used = sum(s.config.memory_limit for s in residents)
@@ -260,6 +327,9 @@ class Supervisor:
             drains = [self.begin_drain(self.sites[name], Action.STOP, "budget", detail) for name in plan.evict]
             await asyncio.gather(*drains)
         raise BudgetFull(site.config.name, need, used, budget)
+
+    def holders_memory(self) -> int:
+        return sum(s.holder_memory for s in self.sites.values() if s.holder is not None)
 
     def resident(self, site: Site, in_flight: Mapping[str, int]) -> Resident:
         return Resident(
@@ -288,24 +358,36 @@ class Supervisor:
 
     async def _start_container(self, site: Site) -> int:
         cfg = site.config
+        holder = await self.holders.ensure(site) if cfg.network is Network.HOLDER else None
+        joins = holder.id if holder else None
         for _ in range(2):  # a second go only when the container vanished behind our back
+            if site.container_id is not None and site.joined != joins:  # it joined a holder since replaced
+                found = await self.runtime.find(cfg)
+                if found is not None:
+                    await self._replace(site, found, "its holder was replaced")
+                site.container_id = None
             if site.container_id is None:
-                site.container_id = (await self.runtime.create(cfg)).id
+                site.container_id, site.joined = (await self.runtime.create(cfg, joins)).id, joins
                 await self.events.record(cfg.name, "created", "start", detail=site.container_id[:12])
+            site.run_started = False  # until the engine reports this start, a "die" is an earlier run's
             try:
                 found = await self.runtime.start(cfg, site.container_id)
             except ContainerGone:
                 site.container_id = None
                 continue
-            if not found.running or found.host_port is None:
+            port = holder.host_port if holder else found.host_port
+            if not found.running or port is None:
                 raise StartFailed(cfg.name, await self._exit_reason(site, found.exit_code))
-            return found.host_port
+            return port
         raise StartFailed(cfg.name, "its container keeps disappearing")
 
     async def _probe(self, site: Site, port: int) -> None:
         assert site.exited is not None
+        holder = site.holder
         exited = await wait_ready(self.http, site.config, port, site.exited)
         if exited is not None:
+            if site.config.network is Network.HOLDER and site.holder is not holder:
+                raise _HolderLost()
             raise StartFailed(site.config.name, await self._exit_reason(site, exited.code))
 
     async def _exit_reason(self, site: Site, code: int | None) -> str:
@@ -338,28 +420,98 @@ class Supervisor:
 
     def on_container_event(self, event: ContainerEvent) -> None:
         site = self.sites.get(event.site)
-        if site is None or (site.container_id and event.container_id != site.container_id):
+        if site is None:
             return
-        if event.action == "oom":
+        if event.role == "holder":
+            holder = site.holder
+            if holder is not None and event.container_id == holder.id and event.action in ("die", "destroy"):
+                self.watch(self._holder_lost(site))
+            return
+        if site.container_id and event.container_id != site.container_id:
+            return
+        if event.action == "start":
+            site.run_started, site.killed, site.oom = True, False, False
+        elif event.action == "oom":
             site.oom = True
         elif event.action == "kill":
             site.killed = True
         elif event.action == "die":
             killed, site.killed = site.killed, False
             if site.exited is not None and not site.exited.done():
-                site.exited.set_result(event.exit_code)
+                if site.run_started:  # else the death of the run before, reported late: not this start's
+                    site.exited.set_result(event.exit_code)
             elif site.state in (SiteState.RUNNING, SiteState.PAUSED):
-                if killed and site.config.strategy is Strategy.LAZY and not site.oom:
-                    # Stopped from outside (docker stop): stopped, not crashed; the next request starts it.
-                    self.watch(self._stopped_externally(site, event.exit_code))
-                else:
-                    self.watch(self._crashed(site, f"exited with code {event.exit_code}"))
+                self._died(site, event.exit_code, killed)
             else:
                 site.oom = False  # our own stop (draining, failed start): not a crash
         elif event.action == "destroy":
             site.container_id = None
             if site.state in (SiteState.RUNNING, SiteState.PAUSED):
                 self.watch(self._crashed(site, "its container was removed"))
+
+    def _died(self, site: Site, code: int | None, killed: bool | None = None) -> None:
+        killed = site.killed if killed is None else killed
+        if killed and site.config.strategy is Strategy.LAZY and not site.oom:
+            # Stopped from outside (docker stop): stopped, not crashed; the next request starts it.
+            self.watch(self._stopped_externally(site, code))
+        else:
+            self.watch(self._crashed(site, f"exited with code {code}"))
+
+    async def _holder_lost(self, site: Site) -> None:
+        """The holder died: its port and namespace are gone, and the site's container is cut off in them."""
+        cfg = site.config
+        lost = self.holders.forget(site)
+        if lost is None:
+            return  # already seen (an event and a failed forward both tell of it)
+        log.warning("site %s: its network holder %s died", cfg.name, lost.id[:12])
+        self.watch(self.events.record(cfg.name, "holder_died", "engine", detail=lost.id[:12]))
+        if site.exited is not None and not site.exited.done():
+            site.exited.set_result(None)  # a start or wake probing through it: fail it now; it starts again
+        for task in (site.transition, site.draining):
+            if task is not None:
+                with suppress(Exception):
+                    await asyncio.shield(task)
+        if site.transition is not None or site.holder is not None:
+            return  # a start since brought the holder back and started the container inside it
+        if site.state in (SiteState.RUNNING, SiteState.PAUSED):
+            # Requests wait for the recovery like for a start: it is the site's transition.
+            paused = site.state is SiteState.PAUSED
+            site.state = SiteState.STARTING
+            site.routed.clear()
+            site.transition = asyncio.ensure_future(self._recover(site, paused))
+            self.watch(site.transition)
+            return
+        try:
+            holder = await self.holders.ensure(site)
+        except SiteUnavailable as exc:
+            site.failure = exc.reason
+            await self.events.record(cfg.name, "holder_failed", "engine", detail=exc.reason)
+            return
+        await self.events.record(cfg.name, "holder_restarted", "engine", detail=holder.id[:12])
+        if cfg.strategy is Strategy.PERSISTENT and site.state is SiteState.STOPPED and site.transition is None:
+            self.watch(self._begin(site, "holder"))
+
+    async def _recover(self, site: Site, paused: bool) -> int:
+        """Route to the activator, stop the cut-off container, bring the holder back; then start the site
+        inside it if requests wait or it is persistent. Returns the port (0 when nothing waits)."""
+        cfg = site.config
+        try:
+            await self.route(site, None)
+            site.host_port = None
+            assert site.container_id is not None
+            await self._stop_stranded(site, Container(site.container_id, "paused" if paused else "running"))
+            holder = await self.holders.ensure(site)
+            await self.events.record(cfg.name, "holder_restarted", "engine", detail=holder.id[:12])
+            if site.waiting or cfg.strategy is Strategy.PERSISTENT:
+                return await self._start(site, "holder")
+            site.state = SiteState.STOPPED
+            return 0  # nobody waits on this transition (requests arriving now start the site anew)
+        except BaseException:
+            site.state, site.host_port = SiteState.STOPPED, None
+            raise
+        finally:
+            if site.transition is asyncio.current_task():
+                site.transition = None
 
     async def _crashed(self, site: Site, why: str) -> None:
         if site.state not in (SiteState.RUNNING, SiteState.PAUSED):

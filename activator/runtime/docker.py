@@ -15,10 +15,11 @@ import docker
 import docker.errors
 from docker.types import Ulimit
 
-from activator.config import SiteConfig
+from activator.config import HolderConfig, SiteConfig
 from activator.errors import ContainerGone, ImageMissing, RuntimeUnavailable, StartFailed
 from activator.metrics import DOCKER_CALLS
-from activator.model import Container, ContainerEvent
+from activator.model import Container, ContainerEvent, MiB
+from activator.runtime.holder_image import build_context
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -29,10 +30,28 @@ LABEL_ROLE = "dialup.role"
 
 # Open files per container (DESIGN: security by default; the pids limit comes with the site's kind).
 NOFILE = 1024
+# A holder is docker-init and busybox sleep: under 1 MiB in use. The limits only stop it from ever growing.
+HOLDER_MEMORY = 16 * MiB
+HOLDER_PIDS = 4
 
 
 def container_name(deployment: str, site: str) -> str:
     return f"dialup-{deployment}-{site}"
+
+
+def holder_name(deployment: str, site: str) -> str:
+    return f"dialup-{deployment}-{site}.holder"  # "." never occurs in a site name: no clash with a site's own
+
+
+def _hardened(pids: int, nofile: int) -> dict[str, Any]:
+    """What every container gets (DESIGN: security by default)."""
+    return {
+        "init": True,  # signals and zombie reaping work, so stops take milliseconds
+        "security_opt": ["no-new-privileges"],
+        "cap_drop": ["ALL"],
+        "pids_limit": pids,
+        "ulimits": [Ulimit(name="nofile", soft=nofile, hard=nofile)],
+    }
 
 
 def _published_port(attrs: dict[str, Any], port: int) -> int | None:
@@ -47,12 +66,18 @@ def _container(attrs: dict[str, Any], port: int) -> Container:
     state = attrs.get("State") or {}
     status = str(state.get("Status") or "")
     alive = status in ("running", "paused")
+    host = attrs.get("HostConfig") or {}
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    bound = [int(key.partition("/")[0]) for key in (host.get("PortBindings") or {})]
     return Container(
         id=attrs["Id"],
         status=status,
         host_port=_published_port(attrs, port) if alive else None,
         exit_code=None if alive else state.get("ExitCode"),
-        site=((attrs.get("Config") or {}).get("Labels") or {}).get(LABEL_SITE, ""),
+        site=labels.get(LABEL_SITE, ""),
+        role=labels.get(LABEL_ROLE, "site"),
+        network_mode=str(host.get("NetworkMode") or ""),
+        publishes=bound[0] if bound else None,
     )
 
 
@@ -99,22 +124,37 @@ class DockerRuntime:
         assert self._client is not None, "DockerRuntime.open() first"
         return self._client
 
-    def labels(self, site: str) -> dict[str, str]:
-        return {LABEL_DEPLOYMENT: self.deployment, LABEL_SITE: site, LABEL_ROLE: "site"}
+    def labels(self, site: str, role: str = "site") -> dict[str, str]:
+        return {LABEL_DEPLOYMENT: self.deployment, LABEL_SITE: site, LABEL_ROLE: role}
 
     # -- ContainerRuntime ---------------------------------------------------------------------
 
     async def find(self, site: SiteConfig) -> Container | None:
+        return await self._inspect(container_name(self.deployment, site.name), site.port)
+
+    async def find_holder(self, site: SiteConfig) -> Container | None:
+        return await self._inspect(holder_name(self.deployment, site.name), site.port)
+
+    async def _inspect(self, name: str, port: int) -> Container | None:
         def find() -> Container | None:
             try:
-                attrs = self.client.api.inspect_container(container_name(self.deployment, site.name))
+                attrs = self.client.api.inspect_container(name)
             except docker.errors.NotFound:
                 return None
-            return _container(attrs, site.port)
+            return _container(attrs, port)
 
         return await self._run("inspect", find)
 
-    async def create(self, site: SiteConfig) -> Container:
+    async def create(self, site: SiteConfig, holder_id: str | None = None) -> Container:
+        """The site's container: in the holder's network namespace when holder_id is given, else with its own
+        network and a port the engine picks on 127.0.0.1."""
+        network: dict[str, Any] = (
+            {"network_mode": f"container:{holder_id}"}
+            if holder_id
+            # None: the engine picks a free port on 127.0.0.1.
+            else {"ports": {f"{site.port}/tcp": ("127.0.0.1", None)}}
+        )
+
         def create() -> Container:
             try:
                 made = self.client.containers.create(
@@ -123,29 +163,78 @@ class DockerRuntime:
                     name=container_name(self.deployment, site.name),
                     labels=self.labels(site.name),
                     environment=dict(site.env),
-                    # None: the engine picks a free port on 127.0.0.1 (the stubs do not know this form).
-                    ports={f"{site.port}/tcp": ("127.0.0.1", None)},  # type: ignore[dict-item]
                     mem_limit=site.memory_limit,
                     memswap_limit=site.memory_limit,  # no swap: the limit is the limit
                     nano_cpus=int(site.cpu_quota * 1e9),
                     cpu_shares=site.cpu_weight,
-                    init=True,  # signals and zombie reaping work, so stops take milliseconds
-                    security_opt=["no-new-privileges"],
-                    cap_drop=["ALL"],
                     cap_add=list(site.cap_add) or None,
                     read_only=site.read_only,
                     tmpfs={"/tmp": "rw,nosuid,nodev,size=64m"} if site.read_only else None,
-                    pids_limit=site.pids_limit,
-                    ulimits=[Ulimit(name="nofile", soft=NOFILE, hard=NOFILE)],
                     detach=True,
+                    **network,
+                    **_hardened(site.pids_limit, NOFILE),
                 )
             except docker.errors.ImageNotFound:
                 raise ImageMissing(site.name, site.image) from None
             except docker.errors.APIError as exc:
                 raise StartFailed(site.name, f"docker could not create it: {exc.explanation or exc}") from None
-            return Container(id=made.id or "", status="created", site=site.name)
+            return Container(
+                id=made.id or "", status="created", site=site.name, network_mode=network.get("network_mode", "")
+            )
 
         return await self._run("create", create)
+
+    async def create_holder(self, site: SiteConfig, image: str) -> Container:
+        """The site's network holder (created, not started): it owns the namespace and publishes the port."""
+
+        def create() -> Container:
+            try:
+                made = self.client.api.create_container(
+                    image,
+                    name=holder_name(self.deployment, site.name),
+                    labels=self.labels(site.name, "holder"),
+                    ports=[site.port],
+                    host_config=self.client.api.create_host_config(
+                        port_bindings={site.port: ("127.0.0.1", None)},
+                        mem_limit=HOLDER_MEMORY,
+                        memswap_limit=HOLDER_MEMORY,
+                        read_only=True,
+                        **_hardened(HOLDER_PIDS, 64),
+                    ),
+                )
+            except docker.errors.ImageNotFound:
+                raise ImageMissing(site.name, image) from None
+            except docker.errors.APIError as exc:
+                raise StartFailed(site.name, f"docker could not create its holder: {exc.explanation or exc}") from None
+            return Container(id=made["Id"], status="created", site=site.name, role="holder", publishes=site.port)
+
+        return await self._run("create", create)
+
+    async def ensure_holder_image(self, holder: HolderConfig) -> bool:
+        """Build the holders' image from the local busybox unless the engine has it. True if it was built."""
+
+        def ensure() -> bool:
+            try:
+                self.client.api.inspect_image(holder.image)  # type: ignore[no-untyped-call]
+                return False
+            except docker.errors.ImageNotFound:
+                pass
+            try:
+                context = build_context(holder.busybox)
+            except OSError as exc:
+                raise RuntimeUnavailable(
+                    f"the holder image {holder.image} is missing and cannot be built from {holder.busybox} ({exc}):"
+                    ' install busybox-static, set holder.busybox, or set network = "plain" on every site'
+                ) from None
+            try:
+                for _ in self.client.api.build(fileobj=context, custom_context=True, tag=holder.image, rm=True):
+                    pass
+                self.client.api.inspect_image(holder.image)  # type: ignore[no-untyped-call]
+            except docker.errors.DockerException as exc:
+                raise RuntimeUnavailable(f"could not build the holder image {holder.image}: {exc}") from None
+            return True
+
+        return await self._run("build", ensure)
 
     async def start(self, site: SiteConfig, container_id: str) -> Container:
         def start() -> Container:
@@ -210,14 +299,18 @@ class DockerRuntime:
         await self._run("remove", lambda: self.client.api.remove_container(container_id, force=True))
 
     async def list_deployment(self) -> list[Container]:
-        """Every container of this deployment that holds a site, whatever its state."""
+        """Every container of this deployment (sites and their holders), whatever its state."""
 
         def listing() -> list[Container]:
-            found = self.client.api.containers(
-                all=True, filters={"label": [f"{LABEL_DEPLOYMENT}={self.deployment}", f"{LABEL_ROLE}=site"]}
-            )
+            found = self.client.api.containers(all=True, filters={"label": f"{LABEL_DEPLOYMENT}={self.deployment}"})
             return [
-                Container(id=c["Id"], status=c.get("State", ""), site=c["Labels"].get(LABEL_SITE, "")) for c in found
+                Container(
+                    id=c["Id"],
+                    status=c.get("State", ""),
+                    site=c["Labels"].get(LABEL_SITE, ""),
+                    role=c["Labels"].get(LABEL_ROLE, "site"),
+                )
+                for c in found
             ]
 
         return await self._run("list", listing)
@@ -266,4 +359,5 @@ def _event(raw: dict[str, Any]) -> ContainerEvent:
         site=attrs.get(LABEL_SITE, ""),
         action=str(raw.get("Action") or raw.get("status") or ""),
         exit_code=int(code) if code is not None and str(code).isdigit() else None,
+        role=attrs.get(LABEL_ROLE, "site"),
     )

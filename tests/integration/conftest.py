@@ -42,12 +42,28 @@ def images(docker_client: docker.DockerClient) -> dict[str, str]:
     return {name: f"dialup-test-{name}:latest" for name in ("static", "slow", "broken", "pyapp")}
 
 
+# Modules whose every test runs once per network mode: the holder path (the default) and the plain one.
+BOTH_NETWORKS = {"test_cold_start", "test_lifecycle"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "network" in metafunc.fixturenames and metafunc.module.__name__.rpartition(".")[2] in BOTH_NETWORKS:
+        metafunc.parametrize("network", ["holder", "plain"], indirect=True)
+
+
 @pytest.fixture
-async def deploy(docker_client: docker.DockerClient, images: dict[str, str]) -> AsyncIterator[Any]:
+def network(request: pytest.FixtureRequest) -> str:
+    """The sites' network mode ([defaults] network): "holder" unless the module runs both."""
+    return str(getattr(request, "param", "holder"))
+
+
+@pytest.fixture
+async def deploy(docker_client: docker.DockerClient, images: dict[str, str], network: str) -> AsyncIterator[Any]:
     """deploy(sites, start=True) -> a running Deployment; everything it made is removed afterwards."""
     made: list[Deployment] = []
 
     async def make(sites: list[dict[str, Any]], start: bool = True, **server: Any) -> Deployment:
+        server.setdefault("defaults", {"network": network})
         d = Deployment(docker_client, sites, **server)
         made.append(d)
         if start:

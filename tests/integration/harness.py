@@ -88,7 +88,7 @@ class Deployment:
 
     def render(self, sites: list[dict[str, Any]], **server: Any) -> str:
         server = dict(server)
-        tables = {key: server.pop(key) for key in ("budget", "thresholds") if key in server}
+        tables = {key: server.pop(key) for key in ("budget", "thresholds", "defaults", "holder") if key in server}
         lines = [
             "[server]",
             f'state_dir = "{self.dir / "state"}"',
@@ -189,7 +189,11 @@ class Deployment:
             since=since,
             until=time.time(),
             decode=True,
-            filters={"type": "container", "event": "start", "container": f"dialup-{self.name}-{site}"},
+            filters={
+                "type": "container",
+                "event": "start",
+                "label": [f"{LABEL}={self.name}", f"dialup.site={site}", "dialup.role=site"],
+            },
         )
         return sum(1 for _ in events)
 
