@@ -130,7 +130,7 @@ async def _connect(call: Awaitable[T]) -> T:
         return await call
     except aiohttp.ClientConnectorError:
         raise _NoAnswer(refused=True) from None
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+    except aiohttp.ClientConnectionError:  # reset, closed, or a pooled connection found closing
         raise _NoAnswer(refused=False) from None
 
 

@@ -492,22 +492,29 @@ class Supervisor:
             self.watch(self._begin(site, "holder"))
 
     async def _recover(self, site: Site, paused: bool) -> int:
-        """Route to the activator, stop the cut-off container, bring the holder back; then start the site
-        inside it if requests wait or it is persistent. Returns the port (0 when nothing waits)."""
+        """Stop the cut-off container and bring the holder back; then start the site inside it if requests
+        wait or it is persistent. Returns the port (0 when nothing waits).
+
+        Caddy's route changes once, at the end (to the new port, or to the activator). Meanwhile the old port
+        is closed, so Caddy's dials fail and fall through to the activator, which holds the requests. A
+        route switch now would reload Caddy while those requests wait out Caddy's retry interval, and
+        Caddy 2.6 abandons a retry when its config is replaced (a 502)."""
         cfg = site.config
+        site.host_port = None
         try:
-            await self.route(site, None)
-            site.host_port = None
             assert site.container_id is not None
-            await self._stop_stranded(site, Container(site.container_id, "paused" if paused else "running"))
-            holder = await self.holders.ensure(site)
+            stranded = Container(site.container_id, "paused" if paused else "running")
+            holder, _ = await asyncio.gather(self.holders.ensure(site), self._stop_stranded(site, stranded))
             await self.events.record(cfg.name, "holder_restarted", "engine", detail=holder.id[:12])
             if site.waiting or cfg.strategy is Strategy.PERSISTENT:
                 return await self._start(site, "holder")
             site.state = SiteState.STOPPED
+            await self.route(site, None)
             return 0  # nobody waits on this transition (requests arriving now start the site anew)
         except BaseException:
             site.state, site.host_port = SiteState.STOPPED, None
+            with suppress(Exception):
+                await self.route(site, None)
             raise
         finally:
             if site.transition is asyncio.current_task():

@@ -143,10 +143,13 @@ class Deployment:
             await r.read()
             return r
 
-    async def status(self) -> dict[str, dict[str, Any]]:
+    async def admin_json(self, path: str) -> Any:
         connector = aiohttp.UnixConnector(path=str(self.admin_socket))
-        async with aiohttp.ClientSession(connector=connector) as s, s.get("http://localhost/status") as r:
-            body = await r.json()
+        async with aiohttp.ClientSession(connector=connector) as s, s.get(f"http://localhost{path}") as r:
+            return await r.json()
+
+    async def status(self) -> dict[str, dict[str, Any]]:
+        body = await self.admin_json("/status")
         return {site["name"]: site for site in body["sites"]}
 
     async def metric(self, name: str, **labels: str) -> float:
@@ -182,6 +185,9 @@ class Deployment:
 
     def container(self, site: str) -> Any:
         return self.client.containers.get(f"dialup-{self.name}-{site}")
+
+    def holder(self, site: str) -> Any:
+        return self.client.containers.get(f"dialup-{self.name}-{site}.holder")
 
     def starts(self, site: str, since: float) -> int:
         """Start events Docker recorded for the site's container since `since` (unix time)."""

@@ -84,7 +84,7 @@ async def test_a_site_with_a_request_in_flight_is_not_evicted_an_idle_one_is(dep
 
 async def test_containers_carry_the_configured_limits_and_hardening(deploy, images):
     sites = [
-        site("plain", images["static"]),
+        site("plain", images["static"], network="plain"),
         site(
             "tuned",
             images["static"],
@@ -105,6 +105,7 @@ async def test_containers_carry_the_configured_limits_and_hardening(deploy, imag
     assert plain["SecurityOpt"] == ["no-new-privileges"] and plain["CapDrop"] == ["ALL"]
     assert plain["Init"] is True and plain["ReadonlyRootfs"] is False
     assert plain["PortBindings"]["8080/tcp"][0]["HostIp"] == "127.0.0.1"
+    assert tuned["NetworkMode"].startswith("container:") and not tuned["PortBindings"]  # its holder publishes
     assert (tuned["Memory"], tuned["MemorySwap"]) == (96 * MiB, 96 * MiB)
     assert (tuned["NanoCpus"], tuned["CpuShares"]) == (750_000_000, 300)
     assert tuned["CapAdd"] == ["NET_BIND_SERVICE"] and tuned["ReadonlyRootfs"] is True
