@@ -62,6 +62,9 @@ class AccessLogListener:
                     self.on_request(parsed[0], parsed[1])
         except (ConnectionError, asyncio.LimitOverrunError, ValueError) as exc:
             log.warning("access log stream: %s", exc)
+        except asyncio.CancelledError:
+            # close() cancels readers; ending quietly spares asyncio's server callback a noisy traceback.
+            pass
         finally:
             self._readers.discard(task)
             writer.close()

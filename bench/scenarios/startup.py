@@ -17,40 +17,60 @@ STATIC = "dialup-test-static:latest"
 SLOW = "dialup-test-slow:latest"
 
 
-async def _paired(image: str, runs: int, env: dict[str, str] | None = None) -> tuple[list[float], list[float]]:
-    """(through the activator, bare docker start) for the same container, alternated, after one warm-up."""
+async def _paired(
+    image: str, runs: int, env: dict[str, str] | None = None, networks: tuple[str, ...] = ("holder",)
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Per network mode, (through the activator, bare docker start) for the same container: one site per mode
+    in one deployment, every measurement alternated with the others, after one warm-up of each."""
     client = docker.from_env()
     extra = {"env": env} if env else {}
-    d = Deployment(client, [site("blog", image, idle_timeout="off", start_timeout="60s", **extra)])
+    sites = [site(net, image, idle_timeout="off", start_timeout="60s", network=net, **extra) for net in networks]
+    d = Deployment(client, sites)
     try:
         await d.start()
+        out: dict[str, tuple[list[float], list[float]]] = {net: ([], []) for net in networks}
         async with aiohttp.ClientSession() as session:
-            async with session.get(d.url, headers={"Host": "blog.test"}) as r:
-                expected = await r.text()
-                assert r.status == 200, expected
-            await bare_docker_start(d, session, expected)
-            activator, bare = [], []
+            expected = {}
+            for net in networks:
+                async with session.get(d.url, headers={"Host": f"{net}.test"}) as r:
+                    expected[net] = await r.text()
+                    assert r.status == 200, expected[net]
+                await bare_docker_start(d, session, expected[net], net)
             for _ in range(runs):
-                activator.append(await through_activator(d, session, expected))
-                bare.append(await bare_docker_start(d, session, expected))
-        return activator, bare
+                for net in networks:
+                    activator, bare = out[net]
+                    activator.append(await through_activator(d, session, expected[net], net))
+                    bare.append(await bare_docker_start(d, session, expected[net], net))
+        return out
     finally:
         d.close()
         client.close()
 
 
 async def cold_start(quick: bool) -> Result:
-    activator, bare = await _paired(STATIC, 5 if quick else 30)
+    paired = await _paired(STATIC, 5 if quick else 30, networks=("holder", "plain"))
+    (holder, holder_bare), (plain, plain_bare) = paired["holder"], paired["plain"]
+    figures = [
+        *latency_figures("cold start, holder", holder, holder_bare, "bare docker start into a running holder"),
+        *latency_figures("cold start, plain", plain, plain_bare, "bare docker start, own network"),
+        *latency_figures("holder path", holder, plain, "plain path through Caddy"),
+    ]
     return Result(
         "cold-start",
-        "stopped static site: request through Caddy to last byte, vs docker SDK start polled every 1 ms",
-        latency_figures("cold start", activator, bare, "bare docker start"),
-        {"through Caddy + activator": [x * 1000 for x in activator], "bare docker start": [x * 1000 for x in bare]},
+        "stopped static site: request through Caddy to last byte, network = holder and plain side by side, "
+        "each vs its docker SDK start polled every 1 ms",
+        figures,
+        {
+            "holder: through Caddy + activator": [x * 1000 for x in holder],
+            "holder: bare docker start": [x * 1000 for x in holder_bare],
+            "plain: through Caddy + activator": [x * 1000 for x in plain],
+            "plain: bare docker start": [x * 1000 for x in plain_bare],
+        },
     )
 
 
 async def slow_boot(quick: bool) -> Result:
-    activator, bare = await _paired(SLOW, 3 if quick else 10, env={"BOOT_DELAY": "1"})
+    activator, bare = (await _paired(SLOW, 3 if quick else 10, env={"BOOT_DELAY": "1"}))["holder"]
     return Result(
         "slow-boot",
         "an app that sleeps 1 s before listening: the activator's overhead over the app's own boot",

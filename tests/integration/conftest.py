@@ -39,7 +39,7 @@ def images(docker_client: docker.DockerClient) -> dict[str, str]:
     subprocess.run(
         [str(ROOT / "scripts" / "build-images.sh"), str(ROOT / "tests" / "images"), "dialup-test"], check=True
     )
-    return {name: f"dialup-test-{name}:latest" for name in ("static", "slow", "broken", "pyapp")}
+    return {name: f"dialup-test-{name}:latest" for name in ("static", "slow", "broken", "pyapp", "graceful")}
 
 
 # Modules whose every test runs once per network mode: the holder path (the default) and the plain one.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from activator.config import ConfigError, load_config, parse_duration, parse_size
-from activator.model import Kind, MiB, Strategy
+from activator.model import Kind, MiB, Network, Strategy
 
 SITE = '[[sites]]\nname = "blog"\nhosts = ["Blog.Example.com"]\nimage = "blog:latest"\nport = 8080\n'
 
@@ -43,6 +43,16 @@ def test_defaults_table_is_inherited_and_overridden(tmp_path: Path) -> None:
     assert (app.start_timeout, app.kind, app.memory_limit) == (0.5, Kind.NODE, 100 * MiB)
 
 
+def test_network_defaults_to_holder_and_is_inherited(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, SITE))
+    assert config.sites[0].network is Network.HOLDER and config.uses_holders
+    assert (config.holder.image, config.holder.busybox) == ("dialup-holder:1", Path("/bin/busybox"))
+    text = '[defaults]\nnetwork = "plain"\n[holder]\nimage = "h:2"\nbusybox = "/opt/busybox"\n' + SITE
+    config = load_config(write(tmp_path, text))
+    assert config.sites[0].network is Network.PLAIN and not config.uses_holders
+    assert (config.holder.image, config.holder.busybox) == ("h:2", Path("/opt/busybox"))
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("30s", 30.0), ("500ms", 0.5), ("2m", 120.0), ("1.5s", 1.5), (3, 3.0), ("1h", 3600.0)],
@@ -72,6 +82,9 @@ def test_sizes(text: object, expected: int) -> None:
         ('[defaults]\nimage = "x"\n' + SITE, "defaults.image", "'x'"),
         ('[server]\nstate_dir = "relative"\n' + SITE, "server.state_dir", "'relative'"),
         ("sites = 3\n", "sites", "3"),
+        (SITE + 'network = "bridge"\n', "sites[0].network", "'bridge'"),
+        ('[holder]\nbusybox = "busybox"\n' + SITE, "holder.busybox", "'busybox'"),
+        ("[holder]\nsize = 1\n" + SITE, "holder.size", "1"),
     ],
 )
 def test_errors_name_file_key_and_value(tmp_path: Path, text: str, key: str, value: str) -> None:
