@@ -129,6 +129,7 @@ class Supervisor(Adoption, Recovery, Drains):
         began = self.clock()
         site.state = SiteState.STARTING
         site.exited = asyncio.get_running_loop().create_future()
+        site.run_started = False  # until the engine reports this start, a "die" is an earlier run's, reported late
         try:
             async with asyncio.timeout(cfg.start_timeout):
                 await self._admit(site)
@@ -229,7 +230,6 @@ class Supervisor(Adoption, Recovery, Drains):
             if site.container_id is None:
                 site.container_id, site.joined = (await self.runtime.create(cfg, joins)).id, joins
                 await self.events.record(cfg.name, "created", "start", detail=site.container_id[:12])
-            site.run_started = False  # until the engine reports this start, a "die" is an earlier run's
             try:
                 found = await self.runtime.start(cfg, site.container_id)
             except ContainerGone:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import aiohttp
 import docker
+import psutil
 
 from bench.cold_start import bare_docker_start, through_activator
 from bench.lifecycle import wake_once
-from bench.report import Result, latency_figures
+from bench.report import Figure, Result, latency_figures
 from tests.integration.harness import Deployment, docker_status, site, until
 
 STATIC = "dialup-test-static:latest"
+MiB = 1 << 20
 SLOW = "dialup-test-slow:latest"
 
 
@@ -41,10 +44,34 @@ async def _paired(
                     activator, bare = out[net]
                     activator.append(await through_activator(d, session, expected[net], net))
                     bare.append(await bare_docker_start(d, session, expected[net], net))
+        if "holder" in networks:
+            HOLDER_COSTS.update(await _holder_costs(d))
         return out
     finally:
         d.close()
         client.close()
+
+
+HOLDER_COSTS: dict[str, float] = {}  # the last run's, in MiB
+
+
+async def _holder_costs(d: Deployment) -> dict[str, float]:
+    """What a holder costs besides its start: its container's memory (its cgroup, as the budget counts it)
+    and the docker-proxy process that publishes its port (outside any container: the engine's share)."""
+    budget = (await d.admin_json("/status"))["budget"]
+    holder = d.holder("holder")
+    holder.reload()
+    port = holder.ports["8080/tcp"][0]["HostPort"]
+    private = await asyncio.to_thread(_proxy_private_bytes, port)
+    return {"holder container": budget["holders"] / MiB, "its docker-proxy, private": private / MiB}
+
+
+def _proxy_private_bytes(host_port: str) -> int:
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "docker-proxy" and host_port in (proc.info["cmdline"] or []):
+            rollup = Path(f"/proc/{proc.pid}/smaps_rollup").read_text().splitlines()
+            return sum(int(line.split()[1]) * 1024 for line in rollup if line.startswith("Private_"))
+    return 0
 
 
 async def cold_start(quick: bool) -> Result:
@@ -54,6 +81,7 @@ async def cold_start(quick: bool) -> Result:
         *latency_figures("cold start, holder", holder, holder_bare, "bare docker start into a running holder"),
         *latency_figures("cold start, plain", plain, plain_bare, "bare docker start, own network"),
         *latency_figures("holder path", holder, plain, "plain path through Caddy"),
+        *(Figure(f"memory: {name}", value, "MiB") for name, value in HOLDER_COSTS.items()),
     ]
     return Result(
         "cold-start",

@@ -139,6 +139,39 @@ async def test_a_killed_holder_is_brought_back_and_the_next_requests_get_the_sit
     assert (await kinds(d, "blog")).count("holder_died") == 1
 
 
+async def test_a_persistent_site_whose_holder_is_killed_is_back_by_itself(deploy, images):
+    d = await deploy([site("home", images["static"], strategy="persistent")], **FAST)
+    await until(lambda: docker_status(d.container("home")) == "running", 20, "the persistent site")
+    await d.wait_routed("home")
+    first = started_at(d.container("home"))
+    await asyncio.to_thread(d.holder("home").kill)
+
+    async def back() -> bool:
+        row = (await d.status())["home"]
+        return row["state"] == "running" and row["routed"] and started_at(d.container("home")) != first
+
+    await until(back, 20, "the site to be started again inside its restarted holder, with no request")
+    async with aiohttp.ClientSession() as s:
+        assert await fetch(s, d, "home.test") == (200, STATIC_BODY)
+    assert (await d.status())["home"]["crashes"] == 0
+
+
+async def test_a_holder_killed_during_a_cold_start_costs_the_held_requests_nothing(deploy, images):
+    d = await deploy([site("slow", images["slow"], env={"BOOT_DELAY": "1"}, idle_timeout="off")], **FAST)
+    async with aiohttp.ClientSession() as s:
+        held = [asyncio.create_task(fetch(s, d, "slow.test")) for _ in range(5)]
+
+        async def starting() -> bool:
+            return await state(d, "slow") == "starting" and docker_status(d.container("slow")) == "running"
+
+        await until(starting, 10, "the cold start to be under way")
+        await asyncio.to_thread(d.holder("slow").kill)
+        results = await asyncio.gather(*held)
+    assert {status for status, _ in results} == {200}, results
+    assert docker_status(d.holder("slow")) == "running"
+    assert "holder_died" in await kinds(d, "slow") and (await d.status())["slow"]["state"] == "running"
+
+
 async def _has(d: Any, name: str, kind: str) -> bool:
     return kind in await kinds(d, name)
 
