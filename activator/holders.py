@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from activator.errors import StartFailed
+from activator.errors import ContainerGone, StartFailed
 from activator.model import Container, Network
 from activator.ports import ContainerRuntime, EventLog
 from activator.site import Site
@@ -39,30 +39,40 @@ class Holders:
         return await asyncio.shield(site.holder_task)
 
     async def _bring_up(self, site: Site) -> Container:
-        cfg = site.config
         try:
-            found = await self.runtime.find_holder(cfg)
-            if found is not None and found.publishes != cfg.port:  # the site's port changed in the config
-                log.info("site %s: replacing its holder %s (port %s)", cfg.name, found.id[:12], found.publishes)
-                await self.runtime.remove(found.id)
-                found = None
-            if found is None:
-                found = await self.runtime.create_holder(cfg, self.image)
-                await self.events.record(cfg.name, "holder_created", "holder", detail=found.id[:12])
-            if found.paused:
-                await self.runtime.unpause(found.id)
-            elif not found.running:
-                found = await self.runtime.start(cfg, found.id)
-                if not found.running or found.host_port is None:
-                    raise StartFailed(cfg.name, f"its network holder would not start (exit code {found.exit_code})")
-            if found.host_port is None:  # adopted while paused: inspect again for its port
-                found = await self.runtime.find_holder(cfg) or found
-            site.holder = found
-            used: int | None = await asyncio.to_thread(self.measure, found.id)
-            site.holder_memory = used or 0
-            return found
+            for attempt in range(5):  # again only when the holder was being removed as we looked at it
+                try:
+                    found = await self._start_holder(site)
+                except ContainerGone:
+                    await asyncio.sleep(0.05 * 2**attempt)  # the engine finishes the removal meanwhile
+                    continue
+                site.holder = found
+                used: int | None = await asyncio.to_thread(self.measure, found.id)
+                site.holder_memory = used or 0
+                return found
+            raise StartFailed(site.config.name, "its network holder keeps disappearing")
         finally:
             site.holder_task = None
+
+    async def _start_holder(self, site: Site) -> Container:
+        cfg = site.config
+        found = await self.runtime.find_holder(cfg)
+        if found is not None and found.publishes != cfg.port:  # the site's port changed in the config
+            log.info("site %s: replacing its holder %s (port %s)", cfg.name, found.id[:12], found.publishes)
+            await self.runtime.remove(found.id)
+            found = None
+        if found is None:
+            found = await self.runtime.create_holder(cfg, self.image)
+            await self.events.record(cfg.name, "holder_created", "holder", detail=found.id[:12])
+        if found.paused:
+            await self.runtime.unpause(found.id)
+        elif not found.running:
+            found = await self.runtime.start(cfg, found.id)
+            if not found.running or found.host_port is None:
+                raise StartFailed(cfg.name, f"its network holder would not start (exit code {found.exit_code})")
+        if found.host_port is None:  # adopted while paused: inspect again for its port
+            found = await self.runtime.find_holder(cfg) or found
+        return found
 
     def forget(self, site: Site) -> Container | None:
         """The holder died: forget it at once (its later events then match nothing) and say which it was."""

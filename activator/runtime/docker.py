@@ -244,6 +244,8 @@ class DockerRuntime:
             except docker.errors.NotFound:
                 raise ContainerGone(container_id) from None
             except docker.errors.APIError as exc:
+                if exc.status_code == 409 and "removal" in str(exc.explanation):  # being removed right now
+                    raise ContainerGone(container_id) from None
                 raise StartFailed(site.name, f"docker could not start it: {exc.explanation or exc}") from None
 
         return await self._run("start", start)

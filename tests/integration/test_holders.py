@@ -139,6 +139,20 @@ async def test_a_killed_holder_is_brought_back_and_the_next_requests_get_the_sit
     assert (await kinds(d, "blog")).count("holder_died") == 1
 
 
+async def test_a_removed_holder_is_created_anew_and_the_site_container_replaced_to_join_it(deploy, images):
+    d = await deploy([site("blog", images["static"], idle_timeout="off")], **FAST)
+    async with aiohttp.ClientSession() as s:
+        assert await fetch(s, d, "blog.test") == (200, STATIC_BODY)
+        await d.wait_routed("blog")
+        old_holder, old_container = d.holder("blog").id, d.container("blog").id
+        await asyncio.to_thread(d.holder("blog").remove, force=True)
+        assert await fetch(s, d, "blog.test") == (200, STATIC_BODY)
+    holder, container = d.holder("blog"), d.container("blog")
+    assert holder.id != old_holder and container.id != old_container
+    assert container.attrs["HostConfig"]["NetworkMode"] == f"container:{holder.id}"
+    assert {"holder_died", "holder_created", "replaced"} <= set(await kinds(d, "blog"))
+
+
 async def test_a_persistent_site_whose_holder_is_killed_is_back_by_itself(deploy, images):
     d = await deploy([site("home", images["static"], strategy="persistent")], **FAST)
     await until(lambda: docker_status(d.container("home")) == "running", 20, "the persistent site")
