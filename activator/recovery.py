@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from contextlib import suppress
 
 from activator.errors import SiteUnavailable
@@ -23,13 +24,15 @@ class Recovery(SupervisorBase):
         deadline = self.clock() + SUSPECT_WINDOW
         while site.host_port == host_port and site.state is SiteState.RUNNING:
             found = await self.runtime.find(site.config)
+            # Awaited, not left to the background: each turns the site stopped before its first await, so
+            # the caller's retry finds it so and starts it.
             if found is None or not found.running:
-                self._died(site, found.exit_code if found else None)
+                await self._death(site, found.exit_code if found else None)
                 return
             if site.config.network is Network.HOLDER:
                 holder = await self.runtime.find_holder(site.config)
                 if holder is None or not holder.running or holder.host_port != host_port:
-                    self.watch(self._holder_lost(site))
+                    await self._holder_lost(site)
                     return
             elif found.host_port != host_port:
                 await self._crashed(site, "its container stopped answering")
@@ -63,7 +66,7 @@ class Recovery(SupervisorBase):
                 if site.run_started:  # else the death of the run before, reported late: not this start's
                     site.exited.set_result(event.exit_code)
             elif site.state in (SiteState.RUNNING, SiteState.PAUSED):
-                self._died(site, event.exit_code, killed)
+                self.watch(self._death(site, event.exit_code, killed))
             else:
                 site.oom = False  # our own stop (draining, failed start): not a crash
         elif event.action == "destroy":
@@ -71,13 +74,13 @@ class Recovery(SupervisorBase):
             if site.state in (SiteState.RUNNING, SiteState.PAUSED):
                 self.watch(self._crashed(site, "its container was removed"))
 
-    def _died(self, site: Site, code: int | None, killed: bool | None = None) -> None:
+    def _death(self, site: Site, code: int | None, killed: bool | None = None) -> Awaitable[None]:
+        """What a dead container means: a stop from outside, or a crash."""
         killed = site.killed if killed is None else killed
         if killed and site.config.strategy is Strategy.LAZY and not site.oom:
             # Stopped from outside (docker stop): stopped, not crashed; the next request starts it.
-            self.watch(self._stopped_externally(site, code))
-        else:
-            self.watch(self._crashed(site, f"exited with code {code}"))
+            return self._stopped_externally(site, code)
+        return self._crashed(site, f"exited with code {code}")
 
     async def _holder_lost(self, site: Site) -> None:
         """The holder died: its port and namespace are gone, and the site's container is cut off in them."""
