@@ -151,7 +151,7 @@ class Recovery(SupervisorBase):
         # Stopped before the first await: a request arriving meanwhile must not be sent to the dead container.
         site.state, site.host_port = SiteState.STOPPED, None
         kind = "oom" if site.oom else "crash"
-        reason = await self._exit_reason(site, None) if site.oom else f"its container {why}"
+        reason = await self._exit_reason(site, None) if kind == "oom" else f"its container {why}"
         site.oom = False
         site.failure = reason
         log.warning("site %s: %s", site.config.name, reason)

@@ -251,8 +251,9 @@ class Supervisor(Adoption, Recovery, Drains):
             raise StartFailed(site.config.name, await self._exit_reason(site, exited.code))
 
     async def _exit_reason(self, site: Site, code: int | None) -> str:
+        oom = site.oom  # read first: the next run's "start" event clears it while the log is read
         last = await self.runtime.last_log_line(site.container_id) if site.container_id else ""
-        if site.oom:
+        if oom:
             reason = "its container was killed for using more memory than its limit"
         elif code is not None:
             reason = f"its container exited with code {code}"
