@@ -21,7 +21,10 @@ class Recovery(SupervisorBase):
         """A forward to host_port failed before any answer. Unless a newer start moved on, find out why: a
         container that died (or is dying), or a holder that is gone, makes the site stopped, so a retry starts it.
         Returns at once once the site's state changed, from here or from the engine's events."""
-        deadline = self.clock() + SUSPECT_WINDOW
+        # A container signalled from outside (docker stop) may take up to its grace period to shut down, its
+        # app refusing connections meanwhile: wait that long for it, rather than answer 503 now.
+        window = max(SUSPECT_WINDOW, site.config.stop_grace + 1) if site.killed else SUSPECT_WINDOW
+        deadline = self.clock() + window
         while site.host_port == host_port and site.state is SiteState.RUNNING:
             found = await self.runtime.find(site.config)
             # Awaited, not left to the background: each turns the site stopped before its first await, so

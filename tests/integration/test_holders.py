@@ -211,6 +211,25 @@ async def test_an_external_stop_under_a_steady_client_gets_every_answer_from_the
     assert (await d.status())["ext"]["crashes"] == 0
 
 
+async def test_requests_during_a_slow_shutdown_from_outside_wait_for_it_and_get_the_site(deploy, images):
+    # The app refuses connections for 2 s after its SIGTERM before it exits: requests meanwhile are held.
+    app = site("ext", images["graceful"], idle_timeout="off", env={"STOP_DELAY": "2"})
+    d = await deploy([app], **FAST)
+    async with aiohttp.ClientSession() as s:
+        assert await fetch(s, d, "ext.test") == (200, STATIC_BODY)
+    await d.wait_routed("ext")
+    since = time.time()
+    async with SteadyClient(d, "ext.test") as client:
+        await client.until_answers(20)
+        stopping = asyncio.create_task(asyncio.to_thread(d.container("ext").stop, timeout=10))
+        await until(lambda: d.starts("ext", since) >= 1, 20, "the site to be started again after its exit")
+        await stopping
+        await client.until_answers(50)
+    assert set(client.results) == {(200, STATIC_BODY)}, client.results
+    assert client.resets <= 2 * client.workers, client.resets
+    assert (await d.status())["ext"]["crashes"] == 0
+
+
 async def test_holders_are_adopted_and_removed_with_their_site(deploy, images, docker_client):
     sites = [site("stay", images["static"], idle_timeout="off"), site("gone", images["static"])]
     sites.append(site("flat", images["static"]))
