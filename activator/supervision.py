@@ -95,7 +95,7 @@ class SupervisorBase(ABC):
         site.container_id = site.joined = None  # first: its "die" and "destroy" now match nothing
         log.info("site %s: replacing its container %s: %s", site.config.name, container.id[:12], why)
         await self.runtime.remove(container.id)
-        await self.events.record(site.config.name, "replaced", "holder", detail=f"{container.id[:12]}: {why}")
+        await self.events.record(site.config.name, "replaced", "network", detail=f"{container.id[:12]}: {why}")
 
     async def _stop_stranded(self, site: Site, container: Container) -> None:
         """Stop a container whose holder died under it (unreachable now); its next start joins the new holder."""
