@@ -13,36 +13,46 @@ from activator.supervision import SupervisorBase, log
 
 # After a forward failed, how long to look for a container that is dying (its init may outlive the app by a
 # few milliseconds), and how often.
-SUSPECT_WINDOW, SUSPECT_POLL = 1.0, 0.02
+SUSPECT_WINDOW, SUSPECT_POLL = 1.0, 0.05
 
 
 class Recovery(SupervisorBase):
     async def suspect(self, site: Site, host_port: int) -> None:
         """A forward to host_port failed before any answer. Unless a newer start moved on, find out why: a
         container that died (or is dying), or a holder that is gone, makes the site stopped, so a retry starts it.
-        Returns at once once the site's state changed, from here or from the engine's events."""
+        One look per site however many forwards failed; it ends as soon as the site's state changes."""
+        if site.host_port != host_port or site.state is not SiteState.RUNNING:
+            return
+        if site.looking is None:
+            site.looking = asyncio.ensure_future(self._look_again(site, host_port))
+        await asyncio.shield(site.looking)
+
+    async def _look_again(self, site: Site, host_port: int) -> None:
         # A container signalled from outside (docker stop) may take up to its grace period to shut down, its
         # app refusing connections meanwhile: wait that long for it, rather than answer 503 now.
         window = max(SUSPECT_WINDOW, site.config.stop_grace + 1) if site.killed else SUSPECT_WINDOW
         deadline = self.clock() + window
-        while site.host_port == host_port and site.state is SiteState.RUNNING:
-            found = await self.runtime.find(site.config)
-            # Awaited, not left to the background: each turns the site stopped before its first await, so
-            # the caller's retry finds it so and starts it.
-            if found is None or not found.running:
-                await self._death(site, found.exit_code if found else None)
-                return
-            if site.config.network is Network.HOLDER:
-                holder = await self.runtime.find_holder(site.config)
-                if holder is None or not holder.running or holder.host_port != host_port:
-                    await self._holder_lost(site)
+        try:
+            while site.host_port == host_port and site.state is SiteState.RUNNING:
+                found = await self.runtime.find(site.config)
+                # Awaited, not left to the background: each turns the site stopped before its first await, so
+                # the callers' retries find it so and start it.
+                if found is None or not found.running:
+                    await self._death(site, found.exit_code if found else None)
                     return
-            elif found.host_port != host_port:
-                await self._crashed(site, "its container stopped answering")
-                return
-            if self.clock() > deadline:
-                return  # it runs and does not answer: the app's own doing, not a stale route
-            await asyncio.sleep(SUSPECT_POLL)
+                if site.config.network is Network.HOLDER:
+                    holder = await self.runtime.find_holder(site.config)
+                    if holder is None or not holder.running or holder.host_port != host_port:
+                        await self._holder_lost(site)
+                        return
+                elif found.host_port != host_port:
+                    await self._crashed(site, "its container stopped answering")
+                    return
+                if self.clock() > deadline:
+                    return  # it runs and does not answer: the app's own doing, not a stale route
+                await asyncio.sleep(SUSPECT_POLL)
+        finally:
+            site.looking = None
 
     # -- crashes ------------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ class Site:
     killed: bool = False  # someone sent it a signal (docker stop/kill): the "die" that follows is no crash
     run_started: bool = True  # the engine reported the current start (events before it are of an older run)
     restart: asyncio.TimerHandle | None = None
+    looking: asyncio.Task[None] | None = None  # looking again at a container a forward got no answer from
     holder: Container | None = None  # the running network holder (network = "holder"), with its host port
     holder_task: asyncio.Task[Container] | None = None  # bringing the holder up
     holder_memory: int = 0  # bytes the holder uses, counted in the budget

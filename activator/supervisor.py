@@ -47,7 +47,8 @@ class Supervisor(Adoption, Recovery, Drains):
     async def close(self) -> None:
         tasks: set[asyncio.Future[Any]] = set(self._background)
         for site in self.sites.values():
-            tasks.update(t for t in (site.transition, site.draining, site.stopping, site.holder_task) if t is not None)
+            parts = (site.transition, site.draining, site.stopping, site.holder_task, site.looking)
+            tasks.update(t for t in parts if t is not None)
             if site.restart is not None:
                 site.restart.cancel()
         for task in tasks:

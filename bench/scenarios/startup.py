@@ -22,9 +22,10 @@ SLOW = "dialup-test-slow:latest"
 
 async def _paired(
     image: str, runs: int, env: dict[str, str] | None = None, networks: tuple[str, ...] = ("holder",)
-) -> dict[str, tuple[list[float], list[float]]]:
+) -> tuple[dict[str, tuple[list[float], list[float]]], dict[str, float]]:
     """Per network mode, (through the activator, bare docker start) for the same container: one site per mode
-    in one deployment, every measurement alternated with the others, after one warm-up of each."""
+    in one deployment, every measurement alternated with the others, after one warm-up of each. With the
+    holder path: also what the holder costs in memory (MiB)."""
     client = docker.from_env()
     extra = {"env": env} if env else {}
     sites = [site(net, image, idle_timeout="off", start_timeout="60s", network=net, **extra) for net in networks]
@@ -44,15 +45,10 @@ async def _paired(
                     activator, bare = out[net]
                     activator.append(await through_activator(d, session, expected[net], net))
                     bare.append(await bare_docker_start(d, session, expected[net], net))
-        if "holder" in networks:
-            HOLDER_COSTS.update(await _holder_costs(d))
-        return out
+        return out, (await _holder_costs(d) if "holder" in networks else {})
     finally:
         d.close()
         client.close()
-
-
-HOLDER_COSTS: dict[str, float] = {}  # the last run's, in MiB
 
 
 async def _holder_costs(d: Deployment) -> dict[str, float]:
@@ -75,13 +71,13 @@ def _proxy_private_bytes(host_port: str) -> int:
 
 
 async def cold_start(quick: bool) -> Result:
-    paired = await _paired(STATIC, 5 if quick else 30, networks=("holder", "plain"))
+    paired, costs = await _paired(STATIC, 5 if quick else 30, networks=("holder", "plain"))
     (holder, holder_bare), (plain, plain_bare) = paired["holder"], paired["plain"]
     figures = [
         *latency_figures("cold start, holder", holder, holder_bare, "bare docker start into a running holder"),
         *latency_figures("cold start, plain", plain, plain_bare, "bare docker start, own network"),
         *latency_figures("holder path", holder, plain, "plain path through Caddy"),
-        *(Figure(f"memory: {name}", value, "MiB") for name, value in HOLDER_COSTS.items()),
+        *(Figure(f"memory: {name}", value, "MiB") for name, value in costs.items()),
     ]
     return Result(
         "cold-start",
@@ -98,7 +94,8 @@ async def cold_start(quick: bool) -> Result:
 
 
 async def slow_boot(quick: bool) -> Result:
-    activator, bare = (await _paired(SLOW, 3 if quick else 10, env={"BOOT_DELAY": "1"}))["holder"]
+    paired, _ = await _paired(SLOW, 3 if quick else 10, env={"BOOT_DELAY": "1"})
+    activator, bare = paired["holder"]
     return Result(
         "slow-boot",
         "an app that sleeps 1 s before listening: the activator's overhead over the app's own boot",
