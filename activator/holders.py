@@ -17,6 +17,7 @@ from activator.ports import ContainerRuntime, EventLog
 from activator.site import Site
 
 log = logging.getLogger(__name__)
+ATTEMPTS = 5  # to bring a holder up; the last two make a new one rather than restart the old
 
 
 class Holders:
@@ -40,25 +41,31 @@ class Holders:
 
     async def _bring_up(self, site: Site) -> Container:
         try:
-            for attempt in range(5):  # again only when the holder was being removed as we looked at it
+            for attempt in range(ATTEMPTS):
+                # Restarting the same holder keeps its site's container valid; a holder that will not
+                # restart (the engine may still be cleaning up after a kill) is removed and made anew.
                 try:
-                    found = await self._start_holder(site)
+                    found = await self._start_holder(site, anew=attempt >= ATTEMPTS - 2)
                 except ContainerGone:
-                    await asyncio.sleep(0.05 * 2**attempt)  # the engine finishes the removal meanwhile
+                    await asyncio.sleep(0.05 * 2**attempt)  # the engine finishes a kill or a removal meanwhile
                     continue
                 site.holder = found
                 used: int | None = await asyncio.to_thread(self.measure, found.id)
                 site.holder_memory = used or 0
                 return found
-            raise StartFailed(site.config.name, "its network holder keeps disappearing")
+            raise StartFailed(site.config.name, "its network holder would not come up")
         finally:
             site.holder_task = None
 
-    async def _start_holder(self, site: Site) -> Container:
+    async def _start_holder(self, site: Site, anew: bool) -> Container:
+        """The holder, running; raises ContainerGone to be tried again in a moment."""
         cfg = site.config
         found = await self.runtime.find_holder(cfg)
-        if found is not None and found.publishes != cfg.port:  # the site's port changed in the config
-            log.info("site %s: replacing its holder %s (port %s)", cfg.name, found.id[:12], found.publishes)
+        if found is not None and found.status in ("removing", "dead"):
+            raise ContainerGone(found.id)
+        if found is not None and (found.publishes != cfg.port or (anew and not found.running)):
+            # The site's port changed in the config, or it would not restart: a new one.
+            log.info("site %s: replacing its holder %s", cfg.name, found.id[:12])
             await self.runtime.remove(found.id)
             found = None
         if found is None:
@@ -67,7 +74,11 @@ class Holders:
         if found.paused:
             await self.runtime.unpause(found.id)
         elif not found.running:
-            found = await self.runtime.start(cfg, found.id)
+            try:
+                found = await self.runtime.start(cfg, found.id)
+            except StartFailed as exc:
+                log.warning("site %s: its holder did not start (%s); trying again", cfg.name, exc.reason)
+                raise ContainerGone(found.id) from None
             if not found.running or found.host_port is None:
                 raise StartFailed(cfg.name, f"its network holder would not start (exit code {found.exit_code})")
         if found.host_port is None:  # adopted while paused: inspect again for its port
