@@ -9,64 +9,16 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from activator.metrics import REGISTRY
-from activator.model import SiteState
 from activator.monitor import Monitor
 from activator.proxy.caddy import CaddyError
+from activator.status import budget, live_row
 from activator.store import SiteCounts, Store
 from activator.supervisor import Supervisor
 
 ADMIN_SUPERVISOR = web.AppKey("admin_supervisor", Supervisor)
 ADMIN_STORE = web.AppKey("admin_store", Store)
 ADMIN_MONITOR = web.AppKey("admin_monitor", Monitor)
-
-
-async def site_status(supervisor: Supervisor, store: Store, monitor: Monitor) -> list[dict[str, Any]]:
-    now = supervisor.clock()
-    counts = await store.site_counts()
-    try:
-        in_flight = await supervisor.router.in_flight()
-    except (aiohttp.ClientError, CaddyError, OSError):
-        in_flight = {}
-    rows = []
-    for name, site in supervisor.sites.items():
-        last = supervisor.rates.last_request(name)
-        c = counts.get(name, SiteCounts())
-        failing = site.state is SiteState.STOPPED and supervisor.failing(site, now)
-        rows.append(
-            {
-                "name": name,
-                "state": "failing" if failing else site.state.value,
-                "container_id": site.container_id[:12] if site.container_id else None,
-                "host_port": site.host_port,
-                "routed": site.state is SiteState.RUNNING and site.routed.is_set(),
-                "requests_per_minute": round(supervisor.rates.per_minute(name, now), 2),
-                "last_request_age_s": round(now - last, 1) if last is not None else None,
-                # What the idle policy counts: since the last request, or the start or wake if later.
-                "idle_s": round(now - supervisor.last_activity(site), 1) if site.up_since else None,
-                "in_flight": site.open_requests(in_flight),
-                "waiting": site.waiting,
-                "starts": c.starts,
-                "wakes": c.wakes,
-                "last_start_ms": round(c.last_start_ms) if c.last_start_ms is not None else None,
-                "crashes": c.crashes,
-                "memory_used": monitor.snapshot.memory_used.get(name),
-                "memory_limit": site.config.memory_limit,
-                "network": site.config.network.value,
-                "holder_id": site.holder.id[:12] if site.holder else None,
-                "holder_memory": site.holder_memory if site.holder else None,
-                "cpus": site.config.cpu_quota,
-                "cpu_shares": site.config.cpu_weight,
-                "strategy": site.config.strategy.value,
-                "last_failure": site.failure,
-            }
-        )
-    return rows
-
-
-def budget_status(supervisor: Supervisor) -> dict[str, int]:
-    holders = supervisor.holders_memory()
-    used = sum(s.config.memory_limit for s in supervisor.sites.values() if s.holds_memory) + holders
-    return {"used": used, "holders": holders, "total": supervisor.config.budget.memory}
+CADDY_ERRORS = (aiohttp.ClientError, CaddyError, OSError)
 
 
 def host_status(monitor: Monitor) -> dict[str, Any]:
@@ -85,14 +37,21 @@ def host_status(monitor: Monitor) -> dict[str, Any]:
 
 
 async def status(request: web.Request) -> web.Response:
-    supervisor, monitor = request.app[ADMIN_SUPERVISOR], request.app[ADMIN_MONITOR]
-    return web.json_response(
-        {
-            "budget": budget_status(supervisor),
-            "host": host_status(monitor),
-            "sites": await site_status(supervisor, request.app[ADMIN_STORE], monitor),
-        }
-    )
+    sup, monitor, store = request.app[ADMIN_SUPERVISOR], request.app[ADMIN_MONITOR], request.app[ADMIN_STORE]
+    counts = await store.site_counts()
+    try:
+        in_flight = await sup.router.in_flight()
+        if sup.routes.live:
+            await sup.routes.verify()  # show the routes Caddy really has
+    except CADDY_ERRORS:
+        in_flight = {}
+    used = monitor.snapshot.memory_used
+    rows = [
+        live_row(sup, site, counts.get(name, SiteCounts()), in_flight, used.get(name))
+        for name, site in sup.sites.items()
+    ]
+    body = {"budget": budget(sup.config, rows, sup.holders.memory()), "host": host_status(monitor), "sites": rows}
+    return web.json_response(body)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import signal
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 
@@ -14,12 +13,13 @@ import aiohttp
 from aiohttp import web
 
 from activator.api import make_admin_app
+from activator.clock import SystemClock
 from activator.config import Config
 from activator.edge import HTTP, SUPERVISOR, make_edge_app
-from activator.holders import Holders
 from activator.monitor import Monitor
 from activator.proxy.accesslog import AccessLogListener
-from activator.proxy.caddy import CaddyAdmin, CaddyError, CaddyProcess, CaddyRouter, render
+from activator.proxy.caddy import CaddyAdmin, CaddyError, CaddyProcess, CaddyRouter
+from activator.readiness import HttpProber
 from activator.reaper import Reaper
 from activator.runtime.cgroups import CgroupMemory
 from activator.runtime.docker import DockerRuntime
@@ -86,7 +86,7 @@ async def caddy_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     admin = app[CADDY] = CaddyAdmin(config.caddy.admin)
     await admin.open()
-    app[ROUTER] = CaddyRouter(admin, str(config.server.listen))
+    app[ROUTER] = CaddyRouter(admin, config)
     yield
     await admin.close()
 
@@ -96,8 +96,13 @@ async def supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
     cgroups = app[CGROUPS] = CgroupMemory()
     if config.uses_holders and await runtime.ensure_holder_image(config.holder):
         log.info("built the holder image %s from %s", config.holder.image, config.holder.busybox)
-    holders = Holders(runtime, app[STORE], config.holder.image, cgroups.usage)
-    supervisor = app[SUPERVISOR] = Supervisor(config, runtime, app[ROUTER], app[STORE], app[HTTP], time.time, holders)
+
+    async def measure(container_id: str) -> int | None:
+        return await asyncio.to_thread(cgroups.usage, container_id)
+
+    supervisor = app[SUPERVISOR] = Supervisor(
+        config, runtime, app[ROUTER], app[STORE], SystemClock(), HttpProber(app[HTTP]), measure
+    )
     runtime.watch(supervisor.on_container_event)
     await supervisor.adopt()
     yield
@@ -166,32 +171,56 @@ async def ensure_caddy(config: Config, admin: CaddyAdmin) -> None:
     await admin.wait_alive(CADDY_START_LIMIT)
 
 
-async def serve(config: Config) -> None:
-    """`dialup up`: run until SIGINT or SIGTERM. Caddy and running containers are left running."""
-    config.server.system_dir.mkdir(parents=True, exist_ok=True)
-    app = build_app(config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=TEARDOWN_LIMIT)
-    await runner.setup()
-    try:
-        listen = config.server.listen
-        await web.TCPSite(runner, listen.host, listen.port, backlog=1024).start()
+class Server:
+    """`dialup up`, in named phases (as uvicorn's Server names its own): set up (every resource, through the
+    app's cleanup contexts, and the fallback listener), go live (Caddy gets the routes, persistent sites
+    start, the reaper and the monitor tick), serve until SIGINT or SIGTERM, shut down (in reverse, bounded).
+    Caddy and the running containers are left running: a restart of the activator interrupts nothing."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.app = build_app(config)
+        self.runner = web.AppRunner(self.app, handle_signals=False, access_log=None, shutdown_timeout=TEARDOWN_LIMIT)
+
+    async def setup(self) -> None:
+        await self.runner.setup()
+        listen = self.config.server.listen
+        await web.TCPSite(self.runner, listen.host, listen.port, backlog=1024).start()
+
+    async def go_live(self) -> None:
         # Caddy gets routes only once the activator it falls back to is listening.
-        await ensure_caddy(config, app[CADDY])
-        supervisor = app[SUPERVISOR]
-        running = supervisor.running()
-        await app[CADDY].load(render(config, running))
-        app[ROUTER].loaded({s.name: running.get(s.name) for s in config.sites})
+        await ensure_caddy(self.config, self.app[CADDY])
+        supervisor = self.app[SUPERVISOR]
+        await supervisor.routes.load()
+        supervisor.routes.start()
         supervisor.start_persistent()
-        app[REAPER].loop.start()
-        app[MONITOR].start()
+        self.app[REAPER].loop.start()
+        self.app[MONITOR].start()
         log.info(
-            "ready: %d sites, activator on %s, Caddy serving %s", len(config.sites), listen, config.caddy.http_listen
+            "ready: %d sites, activator on %s, Caddy serving %s",
+            len(self.config.sites),
+            self.config.server.listen,
+            self.config.caddy.http_listen,
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+
+    async def shutdown(self) -> None:
         log.info("shutting down; Caddy and running sites keep serving")
-    finally:
-        await runner.cleanup()
+        await self.runner.cleanup()
+
+    async def serve(self) -> None:
+        try:
+            await self.setup()
+            await self.go_live()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+        finally:
+            await self.shutdown()
+
+
+async def serve(config: Config) -> None:
+    """`dialup up`: run until SIGINT or SIGTERM."""
+    config.server.system_dir.mkdir(parents=True, exist_ok=True)
+    await Server(config).serve()

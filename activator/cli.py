@@ -18,7 +18,8 @@ from activator.errors import RuntimeUnavailable
 from activator.model import Network
 from activator.proxy.caddy import CaddyAdmin, CaddyError, render
 from activator.runtime.docker import DockerRuntime
-from activator.store import SiteCounts, Store
+from activator.status import offline_status
+from activator.store import Store
 
 EXIT_BAD_CONFIG = 2
 
@@ -52,46 +53,10 @@ async def _status(config: Config) -> dict[str, Any]:
     store = Store(config.server.db_path)
     await store.open()
     try:
-        counts = await store.site_counts()
-        rows = []
-        for site in config.sites:
-            found = await runtime.find(site)
-            holder = await runtime.find_holder(site) if site.network is Network.HOLDER else None
-            c = counts.get(site.name, SiteCounts())
-            rows.append(
-                {
-                    "name": site.name,
-                    "state": _docker_state(found.status if found else None),
-                    "container_id": found.id[:12] if found else None,
-                    "host_port": (holder or found).host_port if found and found.running else None,
-                    "network": site.network.value,
-                    "holder_id": holder.id[:12] if holder and holder.running else None,
-                    "requests_per_minute": None,
-                    "last_request_age_s": None,
-                    "in_flight": None,
-                    "starts": c.starts,
-                    "wakes": c.wakes,
-                    "last_start_ms": round(c.last_start_ms) if c.last_start_ms is not None else None,
-                    "crashes": c.crashes,
-                    "memory_limit": site.memory_limit,
-                    "strategy": site.strategy.value,
-                }
-            )
-        used = sum(
-            site.memory_limit
-            for site, row in zip(config.sites, rows, strict=True)
-            if row["state"] in ("running", "paused")
-        )
-        return {"budget": {"used": used, "total": config.budget.memory}, "host": None, "sites": rows}
+        return await offline_status(config, runtime, store)
     finally:
         await store.close()
         await runtime.close()
-
-
-def _docker_state(status: str | None) -> str:
-    if status is None:
-        return "missing"
-    return {"running": "running", "paused": "paused"}.get(status, "stopped")
 
 
 # (JSON key, column heading) for the table `dialup status` prints.

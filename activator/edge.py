@@ -13,8 +13,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from activator.errors import SiteUnavailable
 from activator.metrics import EDGE_REQUESTS
-from activator.site import Site
 from activator.supervisor import Supervisor
+from activator.supervisor.site import Site
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -91,7 +91,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if site is None:
         EDGE_REQUESTS.labels("", "unknown_host").inc()
         return web.Response(status=404, text=f"unknown host {request.host!r}\n")
-    name = site.config.name
+    name = site.name
     try:
         response = await _forward_with_retry(request, supervisor, site)
     except SiteUnavailable as exc:
@@ -106,21 +106,18 @@ async def _forward_with_retry(request: web.Request, supervisor: Supervisor, site
     # or one its holder's port accepted and reset (holder network). Look again (the site turns stopped if
     # it went), and send the request once more if nothing of it can have been acted on.
     for attempt in range(2):
-        port = await supervisor.acquire(site)
-        site.active += 1  # open work the reaper waits for before pausing or stopping the site
-        try:
-            if request.headers.get("Upgrade", "").lower() == "websocket":
-                await supervisor.wait_routed(site, ROUTE_WAIT)
-                return await _websocket(request, port, site.forwarding)
-            return await _http(request, port, site.forwarding)
-        except _NoAnswer as exc:
-            await supervisor.suspect(site, port)
-            repeatable = exc.refused or (request.method in REPEATABLE and not request.body_exists)
-            if attempt or not repeatable:
-                why = "its container refuses connections" if exc.refused else "it closed the connection unanswered"
-                raise SiteUnavailable(site.config.name, why) from None
-        finally:
-            site.active -= 1
+        async with supervisor.lease(site) as lease:
+            try:
+                if request.headers.get("Upgrade", "").lower() == "websocket":
+                    await lease.routed(ROUTE_WAIT)
+                    return await _websocket(request, lease.port, lease.slots)
+                return await _http(request, lease.port, lease.slots)
+            except _NoAnswer as exc:
+                await lease.no_answer()
+                repeatable = exc.refused or (request.method in REPEATABLE and not request.body_exists)
+                if attempt or not repeatable:
+                    why = "its container refuses connections" if exc.refused else "it closed the connection unanswered"
+                    raise SiteUnavailable(site.name, why) from None
     raise AssertionError("unreachable")
 
 

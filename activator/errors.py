@@ -21,6 +21,23 @@ class StartFailed(SiteUnavailable):
     """The container could not be started, or exited before it answered."""
 
 
+class AppExited(StartFailed):
+    """The app's container exited (or was killed for its memory) before it answered: the app's doing, so a
+    crash. Other StartFailed errors are the engine's or ours, and are not counted as crashes."""
+
+    def __init__(self, site: str, reason: str, oom: bool) -> None:
+        self.oom = oom
+        super().__init__(site, reason)
+
+
+class ContainerExists(StartFailed):
+    """Creating the site's container failed because a container of that name is there already."""
+
+    def __init__(self, site: str, name: str) -> None:
+        self.name = name
+        super().__init__(site, f"a container named {name!r} exists already")
+
+
 class ImageMissing(StartFailed):
     def __init__(self, site: str, image: str) -> None:
         self.image = image

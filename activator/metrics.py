@@ -29,3 +29,10 @@ MONITOR_TICK_SECONDS = Histogram(
     registry=REGISTRY,
 )
 ROUTE_CHANGES = Counter("dialup_route_changes", "Caddy route switches", ["site", "target"], registry=REGISTRY)
+ROUTE_FAILURES = Counter(
+    "dialup_route_failures", "Caddy route switches that failed (each is tried again)", ["site"], registry=REGISTRY
+)
+NOT_ALLOWED = Counter(
+    "dialup_transitions_not_allowed", "State changes the transition table refused (each one a bug)", ["site"],
+    registry=REGISTRY,
+)

@@ -59,6 +59,34 @@ class SiteState(enum.StrEnum):
     PAUSED = "paused"
 
 
+class EventKind(enum.StrEnum):
+    """The kinds of event rows (the README lists them; a test keeps the two the same)."""
+
+    CREATED = "created"  # a site's container was created
+    CREATE_FAILED = "create_failed"  # ... could not be, at startup
+    START = "start"
+    START_FAILED = "start_failed"
+    WAKE = "wake"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    EVICTED = "evicted"  # paused or stopped to make room (for a site, or for the host's memory)
+    REFUSED = "refused"  # a start that cannot fit in the memory budget
+    CRASH = "crash"
+    OOM = "oom"
+    REMOVED = "removed"  # a container whose site left the config
+    REPLACED = "replaced"  # a container that can never serve again where it is
+    HOLDER_CREATED = "holder_created"
+    HOLDER_DIED = "holder_died"
+    HOLDER_RESTARTED = "holder_restarted"
+    HOLDER_FAILED = "holder_failed"
+    NOT_ALLOWED = "not_allowed"  # a state change the transition table does not allow: refused, and a bug
+    THRESHOLD = "threshold"
+    NEAR_LIMIT = "near_limit"
+    STORAGE_FREED = "storage_freed"
+    CPU_WEIGHTS_LOWERED = "cpu_weights_lowered"
+    CPU_WEIGHTS_RESTORED = "cpu_weights_restored"
+
+
 @dataclass(frozen=True)
 class Container:
     """What the runtime knows of one site's container."""
@@ -90,3 +118,4 @@ class ContainerEvent:
     action: str  # "start", "die", "oom", "destroy", ...
     exit_code: int | None = None
     role: str = "site"
+    time_ns: int = 0  # when the engine says it happened

@@ -12,17 +12,15 @@ from pathlib import Path
 
 import psutil
 
-from activator.cleanup import clean_temp
 from activator.config import Config
-from activator.core.budget import eviction_order
-from activator.core.policy import Action
 from activator.core.thresholds import Crossing, Level, Limit, ThresholdWatch
+from activator.interfaces import ContainerRuntime
 from activator.metrics import MONITOR_TICK_SECONDS
-from activator.model import SiteState, Strategy
+from activator.model import EventKind, SiteState, Strategy
 from activator.periodic import Periodic
-from activator.ports import ContainerRuntime
 from activator.runtime.cgroups import CgroupMemory
 from activator.supervisor import Supervisor
+from activator.tempfiles import clean_temp
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +35,15 @@ class HostReading:
     cpu: float  # percent of all cores, since the last reading
     load: float  # 1-minute load average
     storage: float  # percent used of the state directory's file system
+    memory_total: int = 0  # bytes of RAM
 
 
 def read_host(state_dir: Path) -> HostReading:
     """Blocking but quick (/proc and statvfs): call it from a thread."""
+    memory = psutil.virtual_memory()
     return HostReading(
-        memory=psutil.virtual_memory().percent,
+        memory=memory.percent,
+        memory_total=memory.total,
         cpu=psutil.cpu_percent(interval=None),
         load=os.getloadavg()[0],
         storage=psutil.disk_usage(str(state_dir)).percent,
@@ -100,7 +101,7 @@ class Monitor:
         host = await asyncio.to_thread(self.read, self.config.server.state_dir)
         used, holders = await asyncio.to_thread(self._container_memory)
         for name, bytes_used in holders.items():  # what the budget counts for each holder
-            self.supervisor.sites[name].holder_memory = bytes_used
+            self.supervisor.holders.measured(self.supervisor.sites[name], bytes_used)
         readings = {"memory": host.memory, "cpu": host.cpu, "load": host.load, "storage": host.storage}
         limits = dict(self.host_limits)
         container_limit = Limit(self.config.thresholds.container_memory_warning)
@@ -129,8 +130,8 @@ class Monitor:
                 usage = self.cgroups.usage(site.container_id)
                 if usage is not None:
                     used[name] = usage
-            if site.holder is not None:
-                usage = self.cgroups.usage(site.holder.id)
+            if (holder := self.supervisor.holders.current(site)) is not None:
+                usage = self.cgroups.usage(holder.id)
                 if usage is not None:
                     holders[name] = usage
         return used, holders
@@ -139,29 +140,35 @@ class Monitor:
         site, _, metric = crossing.metric.rpartition(":")
         text = crossing.describe()
         log.warning("threshold: %s", text) if crossing.after > crossing.before else log.info("threshold: %s", text)
-        await self.supervisor.events.record(site or HOST, "threshold", metric, detail=text)
+        await self.supervisor.lifecycle.record(site or HOST, EventKind.THRESHOLD, metric, detail=text)
         if metric == "storage" and crossing.after >= Level.WARNING:
             await self._free_storage()
 
     # -- responses ----------------------------------------------------------------------------
 
     async def _relieve_memory(self, host: HostReading) -> None:
-        """Memory critical: evict idle sites, least recently used first, until below the warning level."""
-        sup, warning = self.supervisor, self.config.thresholds.memory_warning
+        """Memory critical: evict idle sites (least recently used first), as many at once as should bring
+        memory below the warning level; read again, and go on until it is below or nobody is left."""
+        sup, t = self.supervisor, self.config.thresholds
         reading = host
-        while reading.memory >= warning:
-            in_flight = await sup.router.in_flight()
-            residents = [sup.resident(s, in_flight) for s in sup.sites.values() if s.holds_memory]
-            order = eviction_order(residents)
+        while reading.memory >= t.memory_warning:
+            order = sup.evictor.eviction_order(await sup.router.in_flight())
             if not order:
                 log.warning("memory %.1f%% is critical and no idle site is left to evict", reading.memory)
                 return
-            victim = sup.sites[order[0].name]
-            freed = self.snapshot.memory_used.get(victim.config.name) or self.cgroups.usage(victim.container_id or "")
-            detail = f"host memory {reading.memory:.1f}% (critical {self.config.thresholds.memory_critical:g}%)"
-            if freed:
-                detail += f"; frees {freed / MiB:.0f} MiB in use"
-            await sup.begin_drain(victim, Action.STOP, "memory critical", detail)
+            excess = (reading.memory - t.memory_warning) / 100 * reading.memory_total
+            victims: dict[str, int] = {}
+            for resident in order:  # enough of them to free the excess, by what each uses now
+                victims[resident.name] = self.snapshot.memory_used.get(resident.name) or resident.memory
+                if sum(victims.values()) >= excess:
+                    break
+            why = f"host memory {reading.memory:.1f}% (critical {t.memory_critical:g}%)"
+            stopped = await asyncio.gather(
+                *(sup.evictor.evict([name], "memory critical", f"{why}; frees {used / MiB:.0f} MiB in use")
+                  for name, used in victims.items())
+            )  # fmt: skip
+            if not any(stopped):
+                return  # each got a request meanwhile: they are busy now, and the next tick looks again
             reading = await asyncio.to_thread(self.read, self.config.server.state_dir)
 
     async def _near_limit(self, name: str, sustained: bool, readings: dict[str, float]) -> None:
@@ -170,7 +177,7 @@ class Monitor:
             percent = readings[f"container:{name}"]
             detail = f"{percent:.0f}% of its {self.supervisor.sites[name].config.memory_limit // MiB} MiB limit"
             log.warning("site %s: memory near its limit: %s", name, detail)
-            await self.supervisor.events.record(name, "near_limit", "memory", detail=detail)
+            await self.supervisor.lifecycle.record(name, EventKind.NEAR_LIMIT, "memory", detail=detail)
         elif not sustained:
             self.near_limit.discard(name)
 
@@ -183,7 +190,7 @@ class Monitor:
             f"({image_bytes / MiB:.1f} MiB)"
         )
         log.warning("storage warning: %s", detail)
-        await self.supervisor.events.record(HOST, "storage_freed", "storage", detail=detail)
+        await self.supervisor.lifecycle.record(HOST, EventKind.STORAGE_FREED, "storage", detail=detail)
 
     async def _set_site_weights(self, *, lowered: bool, cpu: float) -> None:
         """CPU contended for a while: lower non-persistent sites' weight until it clears, then restore it."""
@@ -199,7 +206,7 @@ class Monitor:
                 log.warning("site %s: could not set its CPU weight: %s", name, exc)
                 continue
             changed.append(name)
-        kind = "cpu_weights_lowered" if lowered else "cpu_weights_restored"
+        kind = EventKind.CPU_WEIGHTS_LOWERED if lowered else EventKind.CPU_WEIGHTS_RESTORED
         detail = f"cpu {cpu:.0f}%; {', '.join(changed) or 'no sites'}"
         log.warning("%s: %s", kind, detail)
-        await self.supervisor.events.record(HOST, kind, "cpu", detail=detail)
+        await self.supervisor.lifecycle.record(HOST, kind, "cpu", detail=detail)

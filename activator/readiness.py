@@ -1,47 +1,58 @@
-"""Readiness: GET a just-started app's health path until it answers, or until its container exits."""
+"""Readiness: probe a just-started app until it answers, or until its container's run ends."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
 from activator.config import SiteConfig
 from activator.core.probe import is_ready_status, probe_delays
+from activator.interfaces import Clock, Prober
 
 PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2)
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Exited:
-    code: int | None
+class HttpProber:
+    """Prober over HTTP: GET the site's health_path on 127.0.0.1."""
+
+    def __init__(self, http: aiohttp.ClientSession) -> None:
+        self.http = http
+
+    async def probe(self, site: SiteConfig, port: int) -> bool:
+        url = f"http://127.0.0.1:{port}{site.health_path}"
+        headers = {"Host": site.hosts[0].removeprefix("*."), "User-Agent": "dialup-probe"}
+        try:
+            async with self.http.get(url, headers=headers, timeout=PROBE_TIMEOUT, allow_redirects=False) as r:
+                return is_ready_status(r.status)
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return False
 
 
-async def wait_ready(
-    http: aiohttp.ClientSession, site: SiteConfig, port: int, exited: asyncio.Future[int | None]
-) -> Exited | None:
-    """Probe until the app answers (None), or return how its container exited once `exited` resolves.
+async def wait_ready(prober: Prober, clock: Clock, site: SiteConfig, port: int, ended: asyncio.Future[T]) -> T | None:
+    """Probe until the app answers (None), or return what `ended` resolves to once it does.
     Probes start a few milliseconds apart and back off to 50 ms; the caller bounds the whole wait."""
-    url = f"http://127.0.0.1:{port}{site.health_path}"
-    headers = {"Host": site.hosts[0], "User-Agent": "dialup-probe"}
     for delay in probe_delays():
-        attempt = asyncio.ensure_future(_probe_once(http, url, headers))
-        racing: set[asyncio.Future[Any]] = {attempt, exited}
-        done, _ = await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
-        if exited in done:
-            attempt.cancel()
-            return Exited(exited.result())
+        attempt = asyncio.ensure_future(prober.probe(site, port))
+        if not await _first(attempt, ended):
+            return ended.result()
         if attempt.result():
             return None
-        await asyncio.wait({exited}, timeout=delay)
+        pause = asyncio.ensure_future(clock.sleep(delay))
+        if not await _first(pause, ended):
+            return ended.result()
     raise AssertionError("probe_delays() never ends")
 
 
-async def _probe_once(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> bool:
+async def _first(step: asyncio.Future[Any], ended: asyncio.Future[Any]) -> bool:
+    """Wait for `step` or `ended`, whichever is first: True if `step` finished, else it is cancelled."""
+    racing: set[asyncio.Future[Any]] = {step, ended}
     try:
-        async with http.get(url, headers=headers, timeout=PROBE_TIMEOUT, allow_redirects=False) as r:
-            return is_ready_status(r.status)
-    except (aiohttp.ClientError, OSError, TimeoutError):
-        return False
+        await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        completed = step.done()
+        if not completed:
+            step.cancel()
+    return completed

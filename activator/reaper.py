@@ -1,4 +1,4 @@
-"""The reaper: every tick, pause or stop the sites the idle policy gives up on (the supervisor drains them)."""
+"""The reaper: every tick, pause or stop the sites the idle policy gives up on (the Drainer drains them)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from activator.core.policy import Action, IdleView, idle_action
 from activator.model import SiteState
 from activator.periodic import Periodic
-from activator.site import Site
 from activator.supervisor import Supervisor
+from activator.supervisor.site import Site
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ class Reaper:
 
     async def tick(self) -> None:
         sup = self.supervisor
-        now = sup.clock()
+        now = sup.clock.monotonic()
         # Ask Caddy for in-flight counts only when some site would be paused or stopped without them.
         idle = [s for s in sup.sites.values() if self._decide(s, {}, now) is not Action.KEEP]
         if not idle:
@@ -30,10 +30,10 @@ class Reaper:
         for site in idle:
             action = self._decide(site, in_flight, now)
             if action is not Action.KEEP:
-                sup.begin_drain(site, action, "idle")
+                sup.drainer.begin(site, action, "idle")
 
     def _decide(self, site: Site, in_flight: Mapping[str, int], now: float) -> Action:
-        if site.busy:
+        if self.supervisor.busy(site):
             return Action.KEEP
         cfg = site.config
         view = IdleView(
@@ -41,7 +41,7 @@ class Reaper:
             running=site.state is SiteState.RUNNING,
             paused=site.state is SiteState.PAUSED,
             in_flight=site.open_requests(in_flight),
-            last_activity=self.supervisor.last_activity(site),
+            last_activity=self.supervisor.activity.last_activity(site),
             pause_after=cfg.pause_after,
             idle_timeout=cfg.idle_timeout,
         )

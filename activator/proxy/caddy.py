@@ -14,12 +14,12 @@ import aiohttp
 import orjson
 
 from activator.config import CaddyConfig, Config, SiteConfig
-from activator.metrics import ROUTE_CHANGES
 from activator.proxy.accesslog import ACCESS_LOGGER
 
 log = logging.getLogger(__name__)
 
 SERVER = "dialup"
+ROUTE_PREFIX = "dialup-site-"  # a site's route's @id: the prefix and its name
 # While a container is marked failed after a refused dial, Caddy sends its site's requests to the activator.
 FAIL_DURATION = "2s"
 
@@ -40,7 +40,7 @@ def _upstreams(activator: str, host_port: int | None) -> list[dict[str, str]]:
 
 def site_route(site: SiteConfig, activator: str, host_port: int | None) -> dict[str, Any]:
     return {
-        "@id": f"dialup-site-{site.name}",
+        "@id": f"{ROUTE_PREFIX}{site.name}",
         "match": [{"host": list(site.hosts)}],
         "handle": [
             {
@@ -162,33 +162,38 @@ class CaddyAdmin:
 
 
 class CaddyRouter:
-    """Router on Caddy: switches one site's upstreams with a PATCH, converging on the latest wish."""
+    """Router on Caddy's admin API: a whole config with /load, one site's upstreams with a PATCH, and the
+    routes read back from the running config."""
 
-    def __init__(self, admin: CaddyAdmin, activator: str) -> None:
+    def __init__(self, admin: CaddyAdmin, config: Config) -> None:
         self.admin = admin
-        self.activator = activator
-        self._lock = asyncio.Lock()
-        self._wanted: dict[str, int | None] = {}
-        self._applied: dict[str, int | None] = {}
+        self.config = config
+        self.activator = str(config.server.listen)
+
+    async def load(self, routes: Mapping[str, int | None]) -> None:
+        await self.admin.load(render(self.config, {s: p for s, p in routes.items() if p is not None}))
+
+    async def route(self, site: str, host_port: int | None) -> None:
+        await self.admin.request("PATCH", f"/id/{proxy_id(site)}/upstreams", _upstreams(self.activator, host_port))
+
+    async def routes(self) -> Mapping[str, int | None]:
+        found: dict[str, int | None] = {}
+        try:
+            routes = await self.admin.request("GET", f"/config/apps/http/servers/{SERVER}/routes")
+        except CaddyError:  # no such server: Caddy holds none of our config
+            return found
+        for route in routes or []:
+            name = str(route.get("@id", "")).removeprefix(ROUTE_PREFIX)
+            handle = route.get("handle") or [{}]
+            dials = [u.get("dial", "") for u in handle[0].get("upstreams") or []]
+            if not route.get("@id", "").startswith(ROUTE_PREFIX) or not dials:
+                continue
+            first = dials[0]
+            found[name] = None if first == self.activator else int(first.rpartition(":")[2])
+        return found
 
     async def in_flight(self) -> Mapping[str, int]:
         return {u["address"]: int(u.get("num_requests") or 0) for u in await self.admin.upstreams()}
-
-    def loaded(self, running: Mapping[str, int | None]) -> None:
-        """Record what a full /load just set, so that later switches are diffs against it."""
-        self._applied = dict(running)
-
-    async def route(self, site: SiteConfig, host_port: int | None) -> None:
-        self._wanted[site.name] = host_port
-        async with self._lock:
-            # A later call may have changed the wish while this one waited: apply only the newest.
-            want = self._wanted[site.name]
-            if site.name in self._applied and self._applied[site.name] == want:
-                return
-            await self.admin.request("PATCH", f"/id/{proxy_id(site.name)}/upstreams", _upstreams(self.activator, want))
-            self._applied[site.name] = want
-            ROUTE_CHANGES.labels(site.name, "activator" if want is None else "container").inc()
-            log.info("route %s -> %s", site.name, "activator" if want is None else f"127.0.0.1:{want}")
 
 
 class CaddyProcess:

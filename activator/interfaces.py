@@ -1,14 +1,14 @@
-"""The interfaces the supervisor needs; adapters (Docker, Caddy, SQLite) implement them."""
+"""The interfaces the supervisor needs. Adapters implement them (Docker, Caddy, SQLite, HTTP, the system
+clock), and so do the fakes in activator/testing.py."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from activator.config import HolderConfig, SiteConfig
-from activator.model import Container, ContainerEvent
-
-Clock = Callable[[], float]  # monotonic seconds
+from activator.model import Container, ContainerEvent, EventKind
 
 
 class ContainerRuntime(Protocol):
@@ -17,7 +17,8 @@ class ContainerRuntime(Protocol):
     async def find_holder(self, site: SiteConfig) -> Container | None: ...
 
     async def create(self, site: SiteConfig, holder_id: str | None = None) -> Container:
-        """The site's container, joined to the holder's network namespace when holder_id is given."""
+        """The site's container, joined to the holder's network namespace when holder_id is given.
+        Raises ContainerExists when a container of that name is there already."""
         ...
 
     async def create_holder(self, site: SiteConfig, image: str) -> Container: ...
@@ -51,8 +52,18 @@ class ContainerRuntime(Protocol):
 
 
 class Router(Protocol):
-    async def route(self, site: SiteConfig, host_port: int | None) -> None:
+    """The proxy in front of the sites. A route is the container's host port, or None for the activator."""
+
+    async def load(self, routes: Mapping[str, int | None]) -> None:
+        """Replace the proxy's whole config with one route per configured site."""
+        ...
+
+    async def route(self, site: str, host_port: int | None) -> None:
         """Send the site's traffic to its container on host_port, or to the activator when None."""
+        ...
+
+    async def routes(self) -> Mapping[str, int | None]:
+        """What the proxy routes each site to now, read from the proxy (a site it has no route for is absent)."""
         ...
 
     async def in_flight(self) -> Mapping[str, int]:
@@ -60,7 +71,35 @@ class Router(Protocol):
         ...
 
 
+class Prober(Protocol):
+    async def probe(self, site: SiteConfig, port: int) -> bool:
+        """One readiness probe of the app on host_port: True once it answers."""
+        ...
+
+
 class EventLog(Protocol):
     async def record(
-        self, site: str, kind: str, cause: str, duration_ms: float | None = None, detail: str = ""
+        self, site: str, kind: EventKind, cause: str, duration_ms: float | None = None, detail: str = ""
     ) -> None: ...
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    """The one clock: monotonic seconds for every decision and duration, wall time only for records."""
+
+    def monotonic(self) -> float: ...
+
+    def wall(self) -> float:
+        """Unix seconds: for records, and to read the timestamps of Caddy's access log."""
+        ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    def timeout(self, seconds: float) -> AbstractAsyncContextManager[object]:
+        """Like asyncio.timeout: the block is cancelled after `seconds`, raising TimeoutError."""
+        ...
+
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> Cancellable: ...

@@ -9,37 +9,72 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from activator.errors import ContainerGone, StartFailed
-from activator.model import Container, Network
-from activator.ports import ContainerRuntime, EventLog
-from activator.site import Site
+from activator.interfaces import Clock, ContainerRuntime
+from activator.model import Container, EventKind, Network
+from activator.supervisor.lifecycle import Lifecycle
+from activator.supervisor.site import Site
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 5  # to bring a holder up; the last two make a new one rather than restart the old
 
 
+@dataclass
+class _Slot:
+    holder: Container | None = None  # the running holder, with its host port
+    bringing_up: asyncio.Task[Container] | None = None
+    memory: int = 0  # bytes it uses, counted in the budget
+
+
 class Holders:
+    """Each site's holder: the one writer of what is known of them (which one runs, what it uses)."""
+
     def __init__(
-        self, runtime: ContainerRuntime, events: EventLog, image: str, measure: Callable[[str], int | None]
+        self,
+        runtime: ContainerRuntime,
+        lifecycle: Lifecycle,
+        clock: Clock,
+        image: str,
+        measure: Callable[[str], Awaitable[int | None]],
     ) -> None:
-        self.runtime = runtime
-        self.events = events
-        self.image = image
-        self.measure = measure  # bytes in use by a container (its cgroup), None if it has none
+        self._runtime, self._lifecycle, self._clock = runtime, lifecycle, clock
+        self._image = image
+        self._measure = measure  # bytes in use by a container (its cgroup), None if it has none
+        self._slots: dict[str, _Slot] = {}
+
+    def _slot(self, site: Site) -> _Slot:
+        return self._slots.setdefault(site.name, _Slot())
+
+    def current(self, site: Site) -> Container | None:
+        return self._slot(site).holder
+
+    def memory(self) -> int:
+        """What the running holders use, all together: it comes off the top of the budget."""
+        return sum(s.memory for s in self._slots.values() if s.holder is not None)
+
+    def memory_of(self, site: Site) -> int | None:
+        slot = self._slot(site)
+        return slot.memory if slot.holder is not None else None
+
+    def measured(self, site: Site, used: int) -> None:
+        """The monitor's latest reading of the holder's cgroup."""
+        self._slot(site).memory = used
 
     async def ensure(self, site: Site) -> Container:
         """The site's running holder: adopted, restarted or created as need be, once however many ask."""
         assert site.config.network is Network.HOLDER
-        if site.holder is not None and site.holder.running:
-            return site.holder
-        if site.holder_task is None:
-            site.holder_task = asyncio.ensure_future(self._bring_up(site))
+        slot = self._slot(site)
+        if slot.holder is not None and slot.holder.running:
+            return slot.holder
+        if slot.bringing_up is None:
+            slot.bringing_up = asyncio.ensure_future(self._bring_up(site, slot))
         # shield: one asker giving up must not cancel what the others wait on.
-        return await asyncio.shield(site.holder_task)
+        return await asyncio.shield(slot.bringing_up)
 
-    async def _bring_up(self, site: Site) -> Container:
+    async def _bring_up(self, site: Site, slot: _Slot) -> Container:
         try:
             for attempt in range(ATTEMPTS):
                 # Restarting the same holder keeps its site's container valid; a holder that will not
@@ -47,48 +82,47 @@ class Holders:
                 try:
                     found = await self._start_holder(site, anew=attempt >= ATTEMPTS - 2)
                 except ContainerGone:
-                    await asyncio.sleep(0.05 * 2**attempt)  # the engine finishes a kill or a removal meanwhile
+                    await self._clock.sleep(0.05 * 2**attempt)  # the engine finishes a kill or removal meanwhile
                     continue
-                site.holder = found
-                used: int | None = await asyncio.to_thread(self.measure, found.id)
-                site.holder_memory = used or 0
+                used = await self._measure(found.id)
+                slot.holder, slot.memory = found, used or 0
                 return found
-            raise StartFailed(site.config.name, "its network holder would not come up")
+            raise StartFailed(site.name, "its network holder would not come up")
         finally:
-            site.holder_task = None
+            slot.bringing_up = None
 
     async def _start_holder(self, site: Site, anew: bool) -> Container:
         """The holder, running; raises ContainerGone to be tried again in a moment."""
         cfg = site.config
-        found = await self.runtime.find_holder(cfg)
+        found = await self._runtime.find_holder(cfg)
         if found is not None and found.status in ("removing", "dead"):
             raise ContainerGone(found.id)
         if found is not None and (found.publishes != cfg.port or (anew and not found.running)):
             # The site's port changed in the config, or it would not restart: a new one.
             log.info("site %s: replacing its holder %s", cfg.name, found.id[:12])
-            await self.runtime.remove(found.id)
+            await self._runtime.remove(found.id)
             found = None
         if found is None:
-            found = await self.runtime.create_holder(cfg, self.image)
-            await self.events.record(cfg.name, "holder_created", "holder", detail=found.id[:12])
+            found = await self._runtime.create_holder(cfg, self._image)
+            self._lifecycle.record(site, EventKind.HOLDER_CREATED, "holder", detail=found.id[:12])
         if found.paused:
-            await self.runtime.unpause(found.id)
+            await self._runtime.unpause(found.id)
         elif not found.running:
             try:
-                found = await self.runtime.start(cfg, found.id)
+                found = await self._runtime.start(cfg, found.id)
             except StartFailed as exc:
                 log.warning("site %s: its holder did not start (%s); trying again", cfg.name, exc.reason)
                 raise ContainerGone(found.id) from None
             if not found.running or found.host_port is None:
                 raise StartFailed(cfg.name, f"its network holder would not start (exit code {found.exit_code})")
         if found.host_port is None:  # adopted while paused: inspect again for its port
-            found = await self.runtime.find_holder(cfg) or found
+            found = await self._runtime.find_holder(cfg) or found
         return found
 
     def forget(self, site: Site) -> Container | None:
         """The holder died: forget it at once (its later events then match nothing) and say which it was."""
-        lost, site.holder = site.holder, None
-        site.holder_memory = 0
+        slot = self._slot(site)
+        lost, slot.holder, slot.memory = slot.holder, None, 0
         return lost
 
     @staticmethod

@@ -1,0 +1,30 @@
+"""Activity: who asked for which site, and when, from Caddy's access log."""
+
+from __future__ import annotations
+
+from activator.core.rates import Rates
+from activator.interfaces import Clock
+from activator.supervisor.site import Site
+
+
+class Activity:
+    """Requests per site over sliding windows, and the last one, in the monotonic time every decision uses
+    (Caddy stamps its log in wall time: converted on the way in). Writer: on_request."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._rates = Rates()
+
+    def on_request(self, site: str, wall_ts: float) -> None:
+        """One request for the site that started at wall_ts (unix seconds)."""
+        self._rates.record(site, self._clock.monotonic() - (self._clock.wall() - wall_ts))
+
+    def last_request(self, site: str) -> float | None:
+        return self._rates.last_request(site)
+
+    def per_minute(self, site: str) -> float:
+        return self._rates.per_minute(site, self._clock.monotonic())
+
+    def last_activity(self, site: Site) -> float:
+        """What idleness counts from: the last request, or the start or wake if later."""
+        return max(self._rates.last_request(site.name) or 0.0, site.up_since or 0.0)

@@ -1,0 +1,75 @@
+"""Adoption: a new activator takes over the containers it finds by label, restarting none."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from activator.errors import SiteUnavailable
+from activator.interfaces import ContainerRuntime
+from activator.model import EventKind, Network
+from activator.supervisor.containers import Containers
+from activator.supervisor.holders import Holders
+from activator.supervisor.lifecycle import Lifecycle
+from activator.supervisor.site import Site
+
+log = logging.getLogger("activator.supervisor")
+
+ADOPT_CONCURRENCY = 8  # creating and starting holders takes the engine a tenth of a second each
+
+
+async def adopt(
+    sites: Mapping[str, Site],
+    runtime: ContainerRuntime,
+    lifecycle: Lifecycle,
+    holders: Holders,
+    containers: Containers,
+) -> None:
+    """Take over the containers found by label, restarting none; create missing ones; remove orphans."""
+    for found in await runtime.list_deployment():
+        site = sites.get(found.site)
+        if site is None or (found.role == "holder" and site.config.network is not Network.HOLDER):
+            why = "left the config" if site is None else "has network = plain"
+            log.warning("removing %s %s: site %r %s", found.role, found.id[:12], found.site, why)
+            await runtime.remove(found.id)
+            await lifecycle.record(found.site, EventKind.REMOVED, "config", detail=f"{found.role} {why}")
+    slots = asyncio.Semaphore(ADOPT_CONCURRENCY)
+
+    async def one(site: Site) -> None:
+        async with slots:
+            try:
+                await _adopt(site, runtime, lifecycle, holders, containers)
+            except SiteUnavailable as exc:
+                lifecycle.failed(site, exc.reason)
+                log.error("site %s: %s", site.name, exc.reason)
+                await lifecycle.record(site, EventKind.CREATE_FAILED, "startup", detail=exc.reason)
+
+    await asyncio.gather(*(one(site) for site in sites.values()))
+
+
+async def _adopt(
+    site: Site, runtime: ContainerRuntime, lifecycle: Lifecycle, holders: Holders, containers: Containers
+) -> None:
+    cfg, holder, renewed = site.config, None, False
+    if cfg.network is Network.HOLDER:
+        before = await runtime.find_holder(cfg)
+        holder = await holders.ensure(site)
+        renewed = before is None or before.id != holder.id or not (before.running or before.paused)
+    found = await runtime.find(cfg)
+    if found is not None and Holders.joined(found) != (holder.id if holder else None):
+        # It joined a holder that is gone, or the site's network setting changed: make it anew.
+        await containers.replace(site, found, "its network changed")
+        found = None
+    elif found is not None and renewed and (found.running or found.paused):
+        # Its holder was restarted: it is cut off in the old namespace. Stopped, it joins the new one on start.
+        await containers.stop_stranded(site, found)
+        found = await runtime.find(cfg)
+    if found is None:
+        await containers.create(site, holder.id if holder else None, "startup")
+        return
+    lifecycle.container(site, found.id, Holders.joined(found))
+    port = holder.host_port if holder else found.host_port
+    if (found.running or found.paused) and port is not None:
+        lifecycle.adopted(site, port, running=found.running)
+        log.info("site %s: adopted %s container %s", cfg.name, found.status, found.id[:12])

@@ -1,0 +1,172 @@
+"""Routes: where Caddy should send each site, what it really does, and a task that makes the two match."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+
+from activator.interfaces import Clock, Router
+from activator.metrics import ROUTE_CHANGES, ROUTE_FAILURES
+
+log = logging.getLogger(__name__)
+
+RETRY_FIRST, RETRY_MAX = 0.1, 5.0  # seconds between tries of a route change that failed, doubling
+VERIFY_EVERY = 10.0  # seconds between comparisons with what Caddy really has, while nothing changes
+
+
+class Unknown:
+    def __repr__(self) -> str:
+        return "unknown"
+
+
+UNKNOWN = Unknown()  # what Caddy has after a change that failed, until it is read back
+Route = int | None | Unknown  # a container's host port, None for the activator, or UNKNOWN
+
+
+class Routes:
+    """The desired route of every site (its container's port, or None: the activator) and the route Caddy
+    has. One writer of both: Lifecycle says what it wants (`want`); this object's task applies it, retries a
+    failed change with backoff until Caddy has it, and reads back what Caddy really has every VERIFY_EVERY
+    seconds (a Caddy that lost its config, restarted say, gets the whole of it again)."""
+
+    def __init__(self, router: Router, clock: Clock, sites: Iterable[str]) -> None:
+        self._router, self._clock = router, clock
+        self._wanted: dict[str, int | None] = dict.fromkeys(sites)
+        self._applied: dict[str, Route] = dict.fromkeys(self._wanted, UNKNOWN)
+        self._changed = asyncio.Event()
+        self._tick = asyncio.Event()  # set (and replaced) whenever a wish or Caddy's state changes
+        self._lock = asyncio.Lock()  # one conversation with Caddy at a time
+        self._task: asyncio.Task[None] | None = None
+
+    # -- what is wanted, and what is -----------------------------------------------------------
+
+    def want(self, site: str, host_port: int | None) -> None:
+        self._wanted[site] = host_port
+        self._changed.set()
+        self._bump()
+
+    def wanted(self, site: str) -> int | None:
+        return self._wanted[site]
+
+    def actual(self, site: str) -> Route:
+        """What Caddy has for the site, as of the last change made or read back."""
+        return self._applied.get(site, UNKNOWN)
+
+    def routed(self, site: str) -> bool:
+        """Caddy sends the site's traffic to its container."""
+        return self._wanted[site] is not None and self._applied.get(site) == self._wanted[site]
+
+    def settled(self, site: str) -> bool:
+        return self._applied.get(site) == self._wanted[site]
+
+    async def wait_routed(self, site: str, limit: float) -> bool:
+        return await self._wait(lambda: self.routed(site), limit)
+
+    async def settle(self, site: str, limit: float) -> bool:
+        """Wait (at most `limit` seconds) until Caddy has the site's wanted route."""
+        return await self._wait(lambda: self.settled(site), limit)
+
+    async def _wait(self, done: Callable[[], bool], limit: float) -> bool:
+        try:
+            async with self._clock.timeout(limit):
+                while not done():
+                    await self._tick.wait()
+        except TimeoutError:
+            pass
+        return done()
+
+    def _bump(self) -> None:
+        self._tick.set()
+        self._tick = asyncio.Event()
+
+    # -- talking to Caddy ----------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Give Caddy the whole config, with every site's wanted route (at startup, or after Caddy lost it)."""
+        async with self._lock:
+            wanted = dict(self._wanted)
+            await self._router.load(wanted)
+            self._applied.update(wanted)
+            self._bump()
+
+    async def verify(self) -> None:
+        """Read back what Caddy routes each site to; a difference from the wish is applied again."""
+        async with self._lock:
+            actual = await self._router.routes()
+            if any(site not in actual for site in self._wanted):
+                log.warning("Caddy lacks routes of ours (restarted, or given another config): loading them again")
+                wanted = dict(self._wanted)
+                await self._router.load(wanted)
+                actual = wanted
+            for site in self._wanted:
+                if self._applied.get(site) != actual[site] and self._applied.get(site) is not UNKNOWN:
+                    was, now = _shown(self._applied[site]), _shown(actual[site])
+                    log.warning("route %s: Caddy has %s, not %s", site, now, was)
+                self._applied[site] = actual[site]
+            self._bump()
+        if any(not self.settled(site) for site in self._wanted):
+            self._changed.set()
+
+    async def apply(self) -> bool:
+        """One pass: change every route that Caddy does not have as wanted. False if any change failed."""
+        ok = True
+        async with self._lock:
+            for site, want in self._wanted.items():
+                if self._applied.get(site) == want:
+                    continue
+                try:
+                    await self._router.route(site, want)
+                except Exception as exc:
+                    ROUTE_FAILURES.labels(site).inc()
+                    log.warning("route %s -> %s failed (%s); trying again", site, _shown(want), exc)
+                    self._applied[site], ok = UNKNOWN, False
+                    continue
+                self._applied[site] = want
+                ROUTE_CHANGES.labels(site, "activator" if want is None else "container").inc()
+                log.info("route %s -> %s", site, _shown(want))
+                self._bump()
+        return ok
+
+    # -- the task ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Once Caddy has the whole config (load): from now on, keep it to what is wanted."""
+        self._task = asyncio.ensure_future(self._run())
+
+    @property
+    def live(self) -> bool:
+        return self._task is not None
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        delay = RETRY_FIRST
+        while True:
+            try:
+                async with self._clock.timeout(VERIFY_EVERY):
+                    await self._changed.wait()
+            except TimeoutError:
+                await self._verify_quietly()
+                continue
+            self._changed.clear()
+            if await self.apply():
+                delay = RETRY_FIRST
+                continue
+            await self._clock.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+            await self._verify_quietly()  # a Caddy that lost our config refuses every change: reload it
+            self._changed.set()
+
+    async def _verify_quietly(self) -> None:
+        try:
+            await self.verify()
+        except Exception as exc:  # Caddy down: the next pass tries again
+            log.warning("could not read Caddy's routes back: %s", exc)
+
+
+def _shown(route: Route) -> str:
+    return "activator" if route is None else str(route) if isinstance(route, Unknown) else f"127.0.0.1:{route}"

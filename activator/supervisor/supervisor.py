@@ -1,0 +1,184 @@
+"""The supervisor: the single owner of site state, put together from parts that each do one thing."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+
+from activator.config import Config
+from activator.errors import QueueFull, SiteFailing, SiteUnavailable
+from activator.interfaces import Clock, ContainerRuntime, EventLog, Prober, Router
+from activator.metrics import WAITING
+from activator.model import ContainerEvent, SiteState, Strategy
+from activator.supervisor.activity import Activity
+from activator.supervisor.adoption import adopt
+from activator.supervisor.containers import Containers
+from activator.supervisor.drains import Drainer
+from activator.supervisor.evictions import Evictor
+from activator.supervisor.holder_recovery import HolderRecovery
+from activator.supervisor.holders import Holders
+from activator.supervisor.keeper import Keeper
+from activator.supervisor.lifecycle import Lifecycle
+from activator.supervisor.recovery import Recovery
+from activator.supervisor.routes import Routes
+from activator.supervisor.site import Site
+from activator.supervisor.starts import Starter
+from activator.supervisor.work import Work
+
+# A request waits for at most this many starts of its site (a site that dies right after each start).
+ACQUIRE_ROUNDS = 3
+
+
+@dataclass
+class Lease:
+    """A request's hold on a running site (Supervisor.lease): where to send it, and what to say back."""
+
+    port: int
+    slots: asyncio.Semaphore  # held while the request waits for its response headers
+    _site: Site
+    _routes: Routes
+    _recovery: Recovery
+
+    async def routed(self, limit: float) -> None:
+        """Wait (at most `limit` seconds) until Caddy's route points at the container: a WebSocket opened
+        before would be closed by that route switch on Caddy 2.6 (README: known limits)."""
+        await self._routes.wait_routed(self._site.name, limit)
+
+    async def no_answer(self) -> None:
+        """The forward got no answer (refused, or closed unanswered): look at the container again. Returns
+        once the site's state reflects what was found, so that a retry starts it if it is gone."""
+        await self._recovery.suspect(self._site, self.port)
+
+
+class Supervisor:
+    """Every site's state and the parts that change it, wired here once: Lifecycle (the one writer of the
+    records, by the transition table), Routes (Caddy kept to what is wanted), Starter, Drainer, Evictor,
+    Recovery, HolderRecovery, Keeper, and adoption. The edge sees one contract: `lease`."""
+
+    def __init__(
+        self,
+        config: Config,
+        runtime: ContainerRuntime,
+        router: Router,
+        events: EventLog,
+        clock: Clock,
+        prober: Prober,
+        measure: Callable[[str], Awaitable[int | None]],
+    ) -> None:
+        self.config, self.clock, self.router = config, clock, router
+        self.sites = {s.name: Site(s) for s in config.sites}
+        self._by_host = {host: s.name for s in config.sites for host in s.hosts}
+        self._runtime = runtime
+        self.work = Work()
+        self.routes = Routes(router, clock, self.sites)
+        self.lifecycle = Lifecycle(events, clock, self.routes, self.work)
+        self.activity = Activity(clock)
+        self.holders = Holders(runtime, self.lifecycle, clock, config.holder.image, measure)
+        self.containers = Containers(runtime, self.lifecycle, self.work)
+        self.drainer = Drainer(runtime, router, self.routes, self.lifecycle, self.containers, self.work, clock)
+        self.evictor = Evictor(
+            config, self.sites, router, self.holders, self.drainer, self.lifecycle, self.work,
+            self.activity.last_activity,
+        )  # fmt: skip
+        self.starter = Starter(
+            runtime, self.lifecycle, self.holders, self.containers, self.evictor, self.work, prober, clock
+        )
+        self.keeper = Keeper(self.starter, self.lifecycle, self.work, clock)
+        self.holder_recovery = HolderRecovery(
+            self.lifecycle, self.holders, self.containers, self.starter, self.keeper, self.work, clock
+        )
+        self.recovery = Recovery(
+            self.sites, runtime, self.lifecycle, self.containers, self.holder_recovery, self.work, clock
+        )
+
+    # -- what the rest of the activator asks ---------------------------------------------------
+
+    def site_for_host(self, host: str) -> Site | None:
+        name, _, port = host.rpartition(":")
+        if not (name and port.isdigit()):
+            name = host
+        site = self._by_host.get(name.lower())
+        return self.sites.get(site) if site else None
+
+    def on_request(self, host: str, wall_ts: float) -> None:
+        """One request for `host` that started at wall_ts (from Caddy's access log)."""
+        site = self.site_for_host(host)
+        if site is not None:
+            self.activity.on_request(site.name, wall_ts)
+
+    def on_container_event(self, event: ContainerEvent) -> None:
+        self.recovery.on_container_event(event)
+
+    def busy(self, site: Site) -> bool:
+        return self.work.busy(site)
+
+    # -- life of the supervisor ----------------------------------------------------------------
+
+    async def adopt(self) -> None:
+        await adopt(self.sites, self._runtime, self.lifecycle, self.holders, self.containers)
+
+    def start_persistent(self) -> None:
+        for site in self.sites.values():
+            if site.config.strategy is Strategy.PERSISTENT and site.state in (SiteState.STOPPED, SiteState.PAUSED):
+                self.keeper.keep_up(site, "persistent")
+
+    async def close(self) -> None:
+        self.keeper.close()
+        await self.routes.close()
+        await self.work.close()
+
+    # -- the request path ----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def lease(self, site: Site) -> AsyncIterator[Lease]:
+        """Hold the request until the site runs (starting or waking it once, however many wait), then count
+        it as open work (a drain waits for it) until the block ends. Raises SiteUnavailable with the answer."""
+        port = await self._acquire(site)
+        site.demand.active += 1
+        try:
+            yield Lease(port, site.demand.forwarding, site, self.routes, self.recovery)
+        finally:
+            site.demand.active -= 1
+
+    async def _acquire(self, site: Site) -> int:
+        if site.state is SiteState.RUNNING and site.host_port is not None:
+            return site.host_port
+        self._refuse_if_failing(site)
+        if site.demand.waiting >= site.config.max_waiting:
+            raise QueueFull(site.name, site.config.max_waiting)
+        site.demand.waiting += 1
+        gauge = WAITING.labels(site.name)
+        gauge.inc()
+        try:
+            for _ in range(ACQUIRE_ROUNDS):
+                if site.state is SiteState.RUNNING and site.host_port is not None:
+                    return site.host_port
+                if (drain := self.work.drain(site)) is not None:  # the drain sees the request and keeps the site
+                    with suppress(Exception):
+                        await asyncio.shield(drain)
+                    continue
+                transition = self.work.transition(site) or self.starter.begin(site, "request")
+                if transition is None:
+                    self._refuse_if_failing(site)
+                    raise SiteUnavailable(site.name, f"it cannot be started while {site.state}")
+                # shield: one waiter giving up (client gone) must not cancel what the others wait on.
+                await asyncio.shield(transition)
+            if site.state is SiteState.RUNNING and site.host_port is not None:
+                return site.host_port
+            raise SiteUnavailable(site.name, f"it stopped again each time it started (last: {site.failure})")
+        finally:
+            site.demand.waiting -= 1
+            gauge.dec()
+
+    def _refuse_if_failing(self, site: Site) -> None:
+        if self.lifecycle.failing(site):
+            retry = math.ceil(self.lifecycle.retry_in(site))
+            raise SiteFailing(
+                site.name,
+                f"failing, crashed {len(site.crashes.times)} times in 5 minutes "
+                f"(last: {site.failure}); next try in {retry}s",
+                retry,
+            )
