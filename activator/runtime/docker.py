@@ -33,6 +33,10 @@ NOFILE = 1024
 # A holder is docker-init and busybox sleep: under 1 MiB in use. The limits only stop it from ever growing.
 HOLDER_MEMORY = 16 * MiB
 HOLDER_PIDS = 4
+# Stops get their own threads: a stop holds its thread for up to the grace period (seconds), and a few stops at
+# once (an eviction, `dialup down`, the reaper) must never make a start, create, inspect or pause queue behind
+# them. Bounded, so a burst of stops waits its turn instead of making a thread each.
+STOP_WORKERS = 4
 
 
 def container_name(deployment: str, site: str) -> str:
@@ -87,6 +91,7 @@ class DockerRuntime:
     def __init__(self, deployment: str, *, workers: int = 8) -> None:
         self.deployment = deployment
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docker")
+        self._stops = ThreadPoolExecutor(max_workers=STOP_WORKERS, thread_name_prefix="docker-stop")
         self._client: docker.DockerClient | None = None
         self._events: Any = None
         self._watcher: threading.Thread | None = None
@@ -112,12 +117,13 @@ class DockerRuntime:
         if self._watcher is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._watcher.join, 5)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._stops.shutdown(wait=False, cancel_futures=True)
         if self._client is not None:
             self._client.close()
 
-    async def _run(self, op: str, fn: Callable[..., T], *args: Any) -> T:
+    async def _run(self, op: str, fn: Callable[..., T], *args: Any, pool: ThreadPoolExecutor | None = None) -> T:
         DOCKER_CALLS.labels(op).inc()
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(pool or self._executor, fn, *args)
 
     @property
     def client(self) -> docker.DockerClient:
@@ -255,7 +261,7 @@ class DockerRuntime:
             # The engine takes whole seconds; round a sub-second grace up rather than to "kill at once".
             self.client.api.stop(container_id, timeout=max(0, int(-(-grace // 1))))
 
-        await self._run("stop", stop)
+        await self._run("stop", stop, pool=self._stops)
 
     async def pause(self, container_id: str) -> None:
         await self._run("pause", lambda: self.client.api.pause(container_id))
