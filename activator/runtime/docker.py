@@ -19,6 +19,7 @@ from activator.config import HolderConfig, SiteConfig
 from activator.errors import ContainerGone, ImageMissing, RuntimeUnavailable, StartFailed
 from activator.metrics import DOCKER_CALLS
 from activator.model import Container, ContainerEvent, MiB
+from activator.runtime.events import Replays
 from activator.runtime.holder_image import build_context
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ HOLDER_PIDS = 4
 # once (an eviction, `dialup down`, the reaper) must never make a start, create, inspect or pause queue behind
 # them. Bounded, so a burst of stops waits its turn instead of making a thread each.
 STOP_WORKERS = 4
+RECONNECT_PAUSE = 1.0  # seconds between a broken event stream and the next try
 
 
 def container_name(deployment: str, site: str) -> str:
@@ -335,24 +337,28 @@ class DockerRuntime:
             return ""
 
     def watch(self, on_event: Callable[[ContainerEvent], None]) -> None:
-        """Follow the engine's events for this deployment in a thread; reconnect (losing none) if it breaks."""
+        """Follow the engine's events for this deployment in a thread; reconnect (losing none, repeating none) if it
+        breaks."""
         loop = asyncio.get_running_loop()
         filters = {"type": "container", "label": f"{LABEL_DEPLOYMENT}={self.deployment}"}
 
         def pump() -> None:
-            since: int | None = None  # whole seconds: a reconnect may repeat a few events, never skip one
+            since: int | None = None  # whole seconds: a reconnect repeats that second's events, never skips one
+            replays = Replays()  # ... and the repeats are dropped here
             while not self._closed:
                 try:
                     DOCKER_CALLS.labels("events").inc()
                     self._events = self.client.api.events(decode=True, filters=filters, since=since)
                     for raw in self._events:
                         since = int(raw.get("time") or 0) or since
-                        loop.call_soon_threadsafe(on_event, _event(raw))
+                        event = _event(raw)
+                        if not replays.seen(event):
+                            loop.call_soon_threadsafe(on_event, event)
                 except Exception as exc:  # closing the stream ends it with an error too
                     if self._closed:
                         return
                     log.error("docker event stream broke (%s); reconnecting", exc)
-                    time.sleep(1)
+                    time.sleep(RECONNECT_PAUSE)
 
         self._watcher = threading.Thread(target=pump, name="docker-events", daemon=True)
         self._watcher.start()
@@ -368,4 +374,5 @@ def _event(raw: dict[str, Any]) -> ContainerEvent:
         action=str(raw.get("Action") or raw.get("status") or ""),
         exit_code=int(code) if code is not None and str(code).isdigit() else None,
         role=attrs.get(LABEL_ROLE, "site"),
+        time_ns=int(raw.get("timeNano") or 0),
     )

@@ -8,8 +8,12 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from activator.config import SiteConfig
-from activator.runtime.docker import STOP_WORKERS, DockerRuntime
+from activator.model import ContainerEvent
+from activator.runtime import docker as docker_runtime
+from activator.runtime.docker import STOP_WORKERS, DockerRuntime, _event
 
 SITE = SiteConfig(name="blog", hosts=("blog.test",), image="blog:1", port=8080)
 LIMIT = 5.0  # seconds: generous; a call that is not stuck answers in milliseconds
@@ -71,3 +75,84 @@ async def test_a_start_never_queues_behind_stops() -> None:
         await asyncio.wait_for(asyncio.gather(*stops), LIMIT)
         await runtime.close()
     assert api.most == STOP_WORKERS
+
+
+def test_an_event_carries_the_engines_nanosecond_time() -> None:
+    raw = {
+        "Type": "container",
+        "Action": "die",
+        "Actor": {
+            "ID": "abc123",
+            "Attributes": {"dialup.site": "blog", "dialup.role": "site", "exitCode": "137", "image": "blog:1"},
+        },
+        "time": 1700000000,
+        "timeNano": 1700000000123456789,
+    }
+    assert _event(raw) == ContainerEvent(
+        container_id="abc123", site="blog", action="die", exit_code=137, role="site", time_ns=1700000000123456789
+    )
+    del raw["timeNano"]
+    assert _event(raw).time_ns == 0
+
+
+def _raw(container: str, action: str, time_ns: int) -> dict[str, Any]:
+    return {
+        "Action": action,
+        "Actor": {"ID": container, "Attributes": {"dialup.site": "blog"}},
+        "time": time_ns // 1_000_000_000,
+        "timeNano": time_ns,
+    }
+
+
+class EventStreams:
+    """The SDK's `events`: each call streams the next batch; a batch that breaks ends in an error, the last one
+    waits until it is closed."""
+
+    def __init__(self, *batches: tuple[list[dict[str, Any]], bool]) -> None:
+        self.batches = list(batches)
+        self.since: list[int | None] = []
+        self.closed = threading.Event()
+        self.holding = threading.Event()  # the last batch is all out
+
+    def events(self, decode: bool, filters: dict[str, str], since: int | None) -> Any:
+        self.since.append(since)
+        items, breaks = self.batches.pop(0) if self.batches else ([], False)
+        streams = self
+
+        class Stream:
+            def __iter__(self) -> Any:
+                yield from items
+                if breaks:
+                    raise ConnectionError("stream broke")
+                streams.holding.set()
+                streams.closed.wait(LIMIT * 4)
+
+            def close(self) -> None:
+                streams.closed.set()
+
+        return Stream()
+
+
+async def test_a_reconnect_does_not_deliver_the_replayed_events_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(docker_runtime, "RECONNECT_PAUSE", 0.0)
+    t0 = 1_700_000_000 * 1_000_000_000
+    first = [_raw("c1", "start", t0 + 1), _raw("c1", "die", t0 + 500)]
+    # Docker answers a reconnect from second t0 with every event of that second, then the new ones.
+    second = [*first, _raw("c1", "start", t0 + 900), _raw("c2", "start", t0 + 1_000_000_001)]
+    streams = EventStreams((first, True), (second, False))
+    runtime = DockerRuntime("t")
+    runtime._client = SimpleNamespace(api=streams, close=lambda: None)  # type: ignore[assignment]
+    delivered: list[tuple[str, str, int]] = []
+    try:
+        runtime.watch(lambda e: delivered.append((e.container_id, e.action, e.time_ns)))
+        await _until(streams.holding.is_set, "the reconnect's events to be read")
+        await _until(lambda: len(delivered) >= 4, "the events")
+    finally:
+        await runtime.close()
+    assert delivered == [
+        ("c1", "start", t0 + 1),
+        ("c1", "die", t0 + 500),
+        ("c1", "start", t0 + 900),
+        ("c2", "start", t0 + 1_000_000_001),
+    ]
+    assert streams.since == [None, 1_700_000_000]
