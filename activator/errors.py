@@ -27,6 +27,15 @@ class ImageMissing(StartFailed):
         super().__init__(site, f"image {image!r} is not on this host; build or pull it first")
 
 
+class ContainerExists(StartFailed):
+    """The engine refused to create the site's container: its name is taken (made by another process meanwhile, or
+    left over from an earlier one)."""
+
+    def __init__(self, site: str, name: str) -> None:
+        self.name = name
+        super().__init__(site, f"docker could not create it: a container named {name!r} already exists")
+
+
 class StartTimeout(SiteUnavailable):
     def __init__(self, site: str, timeout: float) -> None:
         self.timeout = timeout

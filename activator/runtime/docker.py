@@ -16,7 +16,7 @@ import docker.errors
 from docker.types import Ulimit
 
 from activator.config import HolderConfig, SiteConfig
-from activator.errors import ContainerGone, ImageMissing, RuntimeUnavailable, StartFailed
+from activator.errors import ContainerExists, ContainerGone, ImageMissing, RuntimeUnavailable, StartFailed
 from activator.metrics import DOCKER_CALLS
 from activator.model import Container, ContainerEvent, MiB
 from activator.runtime.events import Replays
@@ -162,13 +162,14 @@ class DockerRuntime:
             # None: the engine picks a free port on 127.0.0.1.
             else {"ports": {f"{site.port}/tcp": ("127.0.0.1", None)}}
         )
+        name = container_name(self.deployment, site.name)
 
         def create() -> Container:
             try:
                 made = self.client.containers.create(
                     site.image,
                     command=list(site.command) if site.command is not None else None,
-                    name=container_name(self.deployment, site.name),
+                    name=name,
                     labels=self.labels(site.name),
                     environment=dict(site.env),
                     mem_limit=site.memory_limit,
@@ -185,6 +186,8 @@ class DockerRuntime:
             except docker.errors.ImageNotFound:
                 raise ImageMissing(site.name, site.image) from None
             except docker.errors.APIError as exc:
+                if exc.status_code == 409:  # the only conflict a create meets: the name is taken
+                    raise ContainerExists(site.name, name) from None
                 raise StartFailed(site.name, f"docker could not create it: {exc.explanation or exc}") from None
             return Container(
                 id=made.id or "", status="created", site=site.name, network_mode=network.get("network_mode", "")

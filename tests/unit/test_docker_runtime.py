@@ -8,9 +8,12 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+import docker.errors
 import pytest
+import requests
 
 from activator.config import SiteConfig
+from activator.errors import ContainerExists, StartFailed
 from activator.model import ContainerEvent
 from activator.runtime import docker as docker_runtime
 from activator.runtime.docker import STOP_WORKERS, DockerRuntime, _event
@@ -156,3 +159,50 @@ async def test_a_reconnect_does_not_deliver_the_replayed_events_again(monkeypatc
         ("c2", "start", t0 + 1_000_000_001),
     ]
     assert streams.since == [None, 1_700_000_000]
+
+
+def _api_error(status: int, explanation: str) -> docker.errors.APIError:
+    response = requests.Response()
+    response.status_code = status
+    return docker.errors.APIError(f"{status} Client Error", response=response, explanation=explanation)
+
+
+class RefusingCreates:
+    """The SDK's `containers` collection: every create fails with the given error."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def create(self, image: str, **kwargs: Any) -> Any:
+        raise self.error
+
+
+async def _create_refused(error: Exception) -> BaseException:
+    runtime = DockerRuntime("t")
+    runtime._client = SimpleNamespace(containers=RefusingCreates(error), close=lambda: None)  # type: ignore[assignment]
+    try:
+        with pytest.raises(StartFailed) as caught:
+            await runtime.create(SITE)
+    finally:
+        await runtime.close()
+    return caught.value
+
+
+async def test_a_create_refused_because_the_name_is_taken_is_container_exists() -> None:
+    # What Docker 20.10 answers, word for word.
+    error = await _create_refused(
+        _api_error(
+            409,
+            'Conflict. The container name "/dialup-t-blog" is already in use by container "f58084f2e2d5". You have'
+            " to remove (or rename) that container to be able to reuse that name.",
+        )
+    )
+    assert isinstance(error, ContainerExists)
+    assert (error.site, error.name) == ("blog", "dialup-t-blog")
+    assert "dialup-t-blog" in error.reason and "already exists" in error.reason
+
+
+async def test_other_refused_creates_stay_a_plain_start_failure() -> None:
+    error = await _create_refused(_api_error(500, "no space left on device"))
+    assert type(error) is StartFailed
+    assert error.reason == "docker could not create it: no space left on device"
