@@ -13,6 +13,7 @@ from contextlib import suppress
 import aiohttp
 from aiohttp import web
 
+from activator import statelock
 from activator.api import make_admin_app
 from activator.config import Config
 from activator.edge import HTTP, SUPERVISOR, make_edge_app
@@ -169,6 +170,7 @@ async def ensure_caddy(config: Config, admin: CaddyAdmin) -> None:
 async def serve(config: Config) -> None:
     """`dialup up`: run until SIGINT or SIGTERM. Caddy and running containers are left running."""
     config.server.system_dir.mkdir(parents=True, exist_ok=True)
+    statelock.hold(config.server.system_dir)  # first: a second `dialup up` must change nothing
     app = build_app(config)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=TEARDOWN_LIMIT)
     await runner.setup()

@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 
 from activator.config import Config, ConfigError, load_config
-from activator.errors import RuntimeUnavailable
+from activator.errors import AlreadyRunning, RuntimeUnavailable
 from activator.model import Container, Network
 from activator.proxy.caddy import CaddyAdmin, CaddyError, render
 from activator.runtime.docker import DockerRuntime
@@ -204,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ImportError:  # pragma: no cover - uvloop is a dependency, but the loop works without it
                 pass
             asyncio.run(serve(config))
-    except (RuntimeUnavailable, CaddyError) as exc:
+    except (RuntimeUnavailable, CaddyError, AlreadyRunning) as exc:
         print(f"dialup: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class RuntimeUnavailable(Exception):
     """The container engine cannot be reached at all."""
+
+
+class AlreadyRunning(Exception):
+    """Another process (another `dialup up`) holds the state directory's lock."""
+
+    def __init__(self, path: Path, pid: int | None) -> None:
+        self.path, self.pid = path, pid
+        who = f"pid {pid}" if pid is not None else "a process that has not written its pid yet"
+        super().__init__(f"another dialup is running on this state directory: {who} holds the lock {path}")
 
 
 class SiteUnavailable(Exception):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from typing import Any
 
 import aiohttp
 
-from tests.integration.harness import docker_status, site, until
+from tests.integration.harness import ROOT, docker_status, site, started_at, until
 
 STATIC_BODY = "static test site\n"
 FAST = {"reaper_interval": "100ms"}
@@ -36,3 +38,35 @@ async def test_down_stops_a_paused_site_and_its_holder(deploy, images):
     assert result.returncode == 0, result.stderr
     assert docker_status(d.container("nap")) == "exited"
     assert docker_status(d.holder("nap")) == "exited"
+
+
+async def caddy_config(d: Any) -> Any:
+    connector = aiohttp.UnixConnector(path=str(d.caddy_socket))
+    async with aiohttp.ClientSession(connector=connector) as s, s.get("http://localhost/config/") as r:
+        assert r.status == 200
+        return await r.json()
+
+
+async def test_a_second_up_on_the_same_state_directory_exits_and_changes_nothing(deploy, images):
+    d = await deploy([site("blog", images["static"]), site("home", images["static"], strategy="persistent")])
+    assert await get(d, "blog.test") == (200, STATIC_BODY)
+    await d.wait_routed("blog")
+    await until(lambda: docker_status(d.container("home")) == "running", 20, "the persistent site")
+    await d.wait_routed("home")
+    made = [d.container("blog"), d.holder("blog"), d.container("home"), d.holder("home")]
+    started = [started_at(c) for c in made]
+    config = await caddy_config(d)
+
+    command = [sys.executable, "-m", "activator.cli", "up", "-c", str(d.config_path)]
+    second = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert second.returncode == 1, second.stderr
+    lock = d.dir / "state" / "system" / "dialup.lock"
+    assert d.proc is not None
+    assert second.stderr.startswith("dialup: ") and str(lock) in second.stderr and f"pid {d.proc.pid}" in second.stderr
+
+    assert d.proc.poll() is None, "the first activator is still running"
+    assert await get(d, "blog.test") == (200, STATIC_BODY)
+    assert set(await d.status()) == {"blog", "home"}  # its admin socket is still there
+    assert [started_at(c) for c in made] == started, "no container was restarted"
+    assert [docker_status(c) for c in made] == ["running"] * 4
+    assert await caddy_config(d) == config
