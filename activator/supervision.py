@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from activator.config import Config
+from activator.core.hosts import HostTable
 from activator.core.rates import Rates
 from activator.errors import SiteUnavailable
 from activator.holders import Holders
@@ -45,16 +46,13 @@ class SupervisorBase(ABC):
         self.clock = clock  # wall-clock seconds: Caddy's access log stamps requests in the same time
         self.rates = Rates()
         self.sites = {s.name: Site(s) for s in config.sites}
-        self._by_host = {host: s.name for s in config.sites for host in s.hosts}
+        self._hosts = HostTable((host, s.name) for s in config.sites for host in s.hosts)
         self._background: set[asyncio.Task[Any]] = set()
 
     # -- lookups ------------------------------------------------------------------------------
 
     def site_for_host(self, host: str) -> Site | None:
-        name, _, port = host.rpartition(":")
-        if not (name and port.isdigit()):
-            name = host
-        site = self._by_host.get(name.lower())
+        site = self._hosts.site(host)
         return self.sites.get(site) if site else None
 
     def running(self) -> Mapping[str, int]:

@@ -70,3 +70,17 @@ async def test_a_second_up_on_the_same_state_directory_exits_and_changes_nothing
     assert [started_at(c) for c in made] == started, "no container was restarted"
     assert [docker_status(c) for c in made] == ["running"] * 4
     assert await caddy_config(d) == config
+
+
+async def test_a_wildcard_host_is_cold_started_for_one_label_only(deploy, images):
+    d = await deploy([{**site("wild", images["static"]), "hosts": ["*.wild.test"]}])
+    # More than one label, or none, is not the site's: a 404 that touches no container.
+    assert (await get(d, "a.b.wild.test"))[0] == 404
+    assert (await get(d, "wild.test"))[0] == 404
+    assert docker_status(d.container("wild")) == "created"
+
+    assert await get(d, "blog.wild.test") == (200, STATIC_BODY)
+    assert docker_status(d.container("wild")) == "running"
+    await d.wait_routed("wild")
+    assert await get(d, "Other.Wild.Test") == (200, STATIC_BODY)
+    assert (await get(d, "a.b.wild.test"))[0] == 404
