@@ -12,6 +12,7 @@ from contextlib import suppress
 import aiohttp
 from aiohttp import web
 
+from activator import statelock
 from activator.api import make_admin_app
 from activator.clock import SystemClock
 from activator.config import Config
@@ -223,4 +224,5 @@ class Server:
 async def serve(config: Config) -> None:
     """`dialup up`: run until SIGINT or SIGTERM."""
     config.server.system_dir.mkdir(parents=True, exist_ok=True)
+    statelock.hold(config.server.system_dir)  # first: a second `dialup up` must change nothing
     await Server(config).serve()

@@ -14,8 +14,8 @@ import aiohttp
 import orjson
 
 from activator.config import Config, ConfigError, load_config
-from activator.errors import RuntimeUnavailable
-from activator.model import Network
+from activator.errors import AlreadyRunning, RuntimeUnavailable
+from activator.model import Container, Network
 from activator.proxy.caddy import CaddyAdmin, CaddyError, render
 from activator.runtime.docker import DockerRuntime
 from activator.status import offline_status
@@ -107,15 +107,25 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
+async def _halt(runtime: DockerRuntime, container: Container | None, grace: float) -> None:
+    """Stop a running or paused container. A paused one is unpaused first, so that its app takes the SIGTERM awake
+    rather than relying on what the engine does with a signal to frozen processes (20.10 thaws them after it)."""
+    if container is None or not (container.running or container.paused):
+        return
+    if container.paused:
+        await runtime.unpause(container.id)
+    await runtime.stop(container.id, grace)
+
+
 async def _down(config: Config) -> None:
     runtime = DockerRuntime(config.server.name, workers=4)
     await runtime.open()
     try:
         found = [await runtime.find(site) for site in config.sites]
-        await asyncio.gather(*(runtime.stop(c.id, 10) for c in found if c is not None and c.running))
+        await asyncio.gather(*(_halt(runtime, c, 10) for c in found))
         # Then the holders: their namespaces go with them; `up` starts them again, and the sites join on start.
         holders = [await runtime.find_holder(site) for site in config.sites if site.network is Network.HOLDER]
-        await asyncio.gather(*(runtime.stop(h.id, 1) for h in holders if h is not None and h.running))
+        await asyncio.gather(*(_halt(runtime, h, 1) for h in holders))
     finally:
         await runtime.close()
     if config.caddy.manage:
@@ -159,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ImportError:  # pragma: no cover - uvloop is a dependency, but the loop works without it
                 pass
             asyncio.run(serve(config))
-    except (RuntimeUnavailable, CaddyError) as exc:
+    except (RuntimeUnavailable, CaddyError, AlreadyRunning) as exc:
         print(f"dialup: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

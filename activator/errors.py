@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class RuntimeUnavailable(Exception):
     """The container engine cannot be reached at all."""
+
+
+class AlreadyRunning(Exception):
+    """Another process (another `dialup up`) holds the state directory's lock."""
+
+    def __init__(self, path: Path, pid: int | None) -> None:
+        self.path, self.pid = path, pid
+        who = f"pid {pid}" if pid is not None else "a process that has not written its pid yet"
+        super().__init__(f"another dialup is running on this state directory: {who} holds the lock {path}")
 
 
 class SiteUnavailable(Exception):
@@ -30,18 +41,19 @@ class AppExited(StartFailed):
         super().__init__(site, reason)
 
 
-class ContainerExists(StartFailed):
-    """Creating the site's container failed because a container of that name is there already."""
-
-    def __init__(self, site: str, name: str) -> None:
-        self.name = name
-        super().__init__(site, f"a container named {name!r} exists already")
-
-
 class ImageMissing(StartFailed):
     def __init__(self, site: str, image: str) -> None:
         self.image = image
         super().__init__(site, f"image {image!r} is not on this host; build or pull it first")
+
+
+class ContainerExists(StartFailed):
+    """The engine refused to create the site's container: its name is taken (made by another process meanwhile, or
+    left over from an earlier one)."""
+
+    def __init__(self, site: str, name: str) -> None:
+        self.name = name
+        super().__init__(site, f"docker could not create it: a container named {name!r} already exists")
 
 
 class StartTimeout(SiteUnavailable):

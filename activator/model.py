@@ -118,4 +118,4 @@ class ContainerEvent:
     action: str  # "start", "die", "oom", "destroy", ...
     exit_code: int | None = None
     role: str = "site"
-    time_ns: int = 0  # when the engine says it happened
+    time_ns: int = 0  # the engine's timeNano: with the id and action, what tells a replayed event from a new one

@@ -23,12 +23,18 @@ class HttpProber:
 
     async def probe(self, site: SiteConfig, port: int) -> bool:
         url = f"http://127.0.0.1:{port}{site.health_path}"
-        headers = {"Host": site.hosts[0].removeprefix("*."), "User-Agent": "dialup-probe"}
+        headers = {"Host": probe_host(site), "User-Agent": "dialup-probe"}
         try:
             async with self.http.get(url, headers=headers, timeout=PROBE_TIMEOUT, allow_redirects=False) as r:
                 return is_ready_status(r.status)
         except (aiohttp.ClientError, OSError, TimeoutError):
             return False
+
+
+def probe_host(site: SiteConfig) -> str:
+    """A Host the site answers to: its first exact name, else one that its first wildcard matches."""
+    exact = [h for h in site.hosts if not h.startswith("*.")]
+    return exact[0] if exact else site.hosts[0].replace("*", "dialup-probe", 1)
 
 
 async def wait_ready(prober: Prober, clock: Clock, site: SiteConfig, port: int, ended: asyncio.Future[T]) -> T | None:

@@ -16,9 +16,10 @@ import docker.errors
 from docker.types import Ulimit
 
 from activator.config import HolderConfig, SiteConfig
-from activator.errors import ContainerGone, ImageMissing, RuntimeUnavailable, StartFailed
+from activator.errors import ContainerExists, ContainerGone, ImageMissing, RuntimeUnavailable, StartFailed
 from activator.metrics import DOCKER_CALLS
 from activator.model import Container, ContainerEvent, MiB
+from activator.runtime.events import Replays
 from activator.runtime.holder_image import build_context
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,11 @@ NOFILE = 1024
 # A holder is docker-init and busybox sleep: under 1 MiB in use. The limits only stop it from ever growing.
 HOLDER_MEMORY = 16 * MiB
 HOLDER_PIDS = 4
+# Stops get their own threads: a stop holds its thread for up to the grace period (seconds), and a few stops at
+# once (an eviction, `dialup down`, the reaper) must never make a start, create, inspect or pause queue behind
+# them. Bounded, so a burst of stops waits its turn instead of making a thread each.
+STOP_WORKERS = 4
+RECONNECT_PAUSE = 1.0  # seconds between a broken event stream and the next try
 
 
 def container_name(deployment: str, site: str) -> str:
@@ -87,6 +93,7 @@ class DockerRuntime:
     def __init__(self, deployment: str, *, workers: int = 8) -> None:
         self.deployment = deployment
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docker")
+        self._stop_pool = ThreadPoolExecutor(max_workers=STOP_WORKERS, thread_name_prefix="docker-stop")
         self._client: docker.DockerClient | None = None
         self._events: Any = None
         self._watcher: threading.Thread | None = None
@@ -112,12 +119,13 @@ class DockerRuntime:
         if self._watcher is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._watcher.join, 5)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._stop_pool.shutdown(wait=False, cancel_futures=True)
         if self._client is not None:
             self._client.close()
 
-    async def _run(self, op: str, fn: Callable[..., T], *args: Any) -> T:
+    async def _run(self, op: str, fn: Callable[..., T], *args: Any, pool: ThreadPoolExecutor | None = None) -> T:
         DOCKER_CALLS.labels(op).inc()
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(pool or self._executor, fn, *args)
 
     @property
     def client(self) -> docker.DockerClient:
@@ -154,13 +162,14 @@ class DockerRuntime:
             # None: the engine picks a free port on 127.0.0.1.
             else {"ports": {f"{site.port}/tcp": ("127.0.0.1", None)}}
         )
+        name = container_name(self.deployment, site.name)
 
         def create() -> Container:
             try:
                 made = self.client.containers.create(
                     site.image,
                     command=list(site.command) if site.command is not None else None,
-                    name=container_name(self.deployment, site.name),
+                    name=name,
                     labels=self.labels(site.name),
                     environment=dict(site.env),
                     mem_limit=site.memory_limit,
@@ -177,6 +186,8 @@ class DockerRuntime:
             except docker.errors.ImageNotFound:
                 raise ImageMissing(site.name, site.image) from None
             except docker.errors.APIError as exc:
+                if exc.status_code == 409:  # the only conflict a create meets: the name is taken
+                    raise ContainerExists(site.name, name) from None
                 raise StartFailed(site.name, f"docker could not create it: {exc.explanation or exc}") from None
             return Container(
                 id=made.id or "", status="created", site=site.name, network_mode=network.get("network_mode", "")
@@ -255,7 +266,7 @@ class DockerRuntime:
             # The engine takes whole seconds; round a sub-second grace up rather than to "kill at once".
             self.client.api.stop(container_id, timeout=max(0, int(-(-grace // 1))))
 
-        await self._run("stop", stop)
+        await self._run("stop", stop, pool=self._stop_pool)
 
     async def pause(self, container_id: str) -> None:
         await self._run("pause", lambda: self.client.api.pause(container_id))
@@ -329,24 +340,28 @@ class DockerRuntime:
             return ""
 
     def watch(self, on_event: Callable[[ContainerEvent], None]) -> None:
-        """Follow the engine's events for this deployment in a thread; reconnect (losing none) if it breaks."""
+        """Follow the engine's events for this deployment in a thread; reconnect (losing none, repeating none) if it
+        breaks."""
         loop = asyncio.get_running_loop()
         filters = {"type": "container", "label": f"{LABEL_DEPLOYMENT}={self.deployment}"}
 
         def pump() -> None:
-            since: int | None = None  # whole seconds: a reconnect may repeat a few events, never skip one
+            since: int | None = None  # whole seconds: a reconnect repeats that second's events, never skips one
+            replays = Replays()  # ... and the repeats are dropped here
             while not self._closed:
                 try:
                     DOCKER_CALLS.labels("events").inc()
                     self._events = self.client.api.events(decode=True, filters=filters, since=since)
                     for raw in self._events:
                         since = int(raw.get("time") or 0) or since
-                        loop.call_soon_threadsafe(on_event, _event(raw))
+                        event = _event(raw)
+                        if not replays.seen(event):
+                            loop.call_soon_threadsafe(on_event, event)
                 except Exception as exc:  # closing the stream ends it with an error too
                     if self._closed:
                         return
                     log.error("docker event stream broke (%s); reconnecting", exc)
-                    time.sleep(1)
+                    time.sleep(RECONNECT_PAUSE)
 
         self._watcher = threading.Thread(target=pump, name="docker-events", daemon=True)
         self._watcher.start()
@@ -362,4 +377,5 @@ def _event(raw: dict[str, Any]) -> ContainerEvent:
         action=str(raw.get("Action") or raw.get("status") or ""),
         exit_code=int(code) if code is not None and str(code).isdigit() else None,
         role=attrs.get(LABEL_ROLE, "site"),
+        time_ns=int(raw.get("timeNano") or 0),
     )

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
 from activator.config import Config
+from activator.core.hosts import HostTable
 from activator.errors import QueueFull, SiteFailing, SiteUnavailable
 from activator.interfaces import Clock, ContainerRuntime, EventLog, Prober, Router
 from activator.metrics import WAITING
@@ -70,7 +71,7 @@ class Supervisor:
     ) -> None:
         self.config, self.clock, self.router = config, clock, router
         self.sites = {s.name: Site(s) for s in config.sites}
-        self._by_host = {host: s.name for s in config.sites for host in s.hosts}
+        self._hosts = HostTable((host, s.name) for s in config.sites for host in s.hosts)
         self._runtime = runtime
         self.work = Work()
         self.routes = Routes(router, clock, self.sites)
@@ -97,10 +98,7 @@ class Supervisor:
     # -- what the rest of the activator asks ---------------------------------------------------
 
     def site_for_host(self, host: str) -> Site | None:
-        name, _, port = host.rpartition(":")
-        if not (name and port.isdigit()):
-            name = host
-        site = self._by_host.get(name.lower())
+        site = self._hosts.site(host)
         return self.sites.get(site) if site else None
 
     def on_request(self, host: str, wall_ts: float) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from activator.holders import Holders
+from activator.supervisor.holders import Holders
 from activator.model import Container
 from activator.runtime.holder_image import build_context
 
