@@ -63,6 +63,7 @@ async def _status(config: Config) -> dict[str, Any]:
 COLUMNS = [
     ("name", "NAME"),
     ("state", "STATE"),
+    ("route", "ROUTE"),
     ("requests_per_minute", "RPM"),
     ("last_request_age_s", "LAST_REQ_S"),
     ("in_flight", "IN_FLIGHT"),

@@ -201,24 +201,17 @@ class FakeRuntime:
         await self._op("stop", self._site_of(container_id), stop, container_id)
 
     async def pause(self, container_id: str) -> None:
-        def pause() -> None:
-            c = self._get(container_id)
-            if c.status != "running":
-                raise EngineError(f"container {container_id} is not running")
-            c.status = "paused"
-            self._emit(c, "pause")
-
-        await self._op("pause", self._site_of(container_id), pause, container_id)
+        await self._op("pause", self._site_of(container_id), lambda: self._flip(container_id, "running", "paused"))
 
     async def unpause(self, container_id: str) -> None:
-        def unpause() -> None:
-            c = self._get(container_id)
-            if c.status != "paused":
-                raise EngineError(f"container {container_id} is not paused")
-            c.status = "running"
-            self._emit(c, "unpause")
+        await self._op("unpause", self._site_of(container_id), lambda: self._flip(container_id, "paused", "running"))
 
-        await self._op("unpause", self._site_of(container_id), unpause, container_id)
+    def _flip(self, container_id: str, was: str, becomes: str) -> None:
+        c = self._get(container_id)
+        if c.status != was:
+            raise EngineError(f"container {container_id} is not {was}")
+        c.status = becomes
+        self._emit(c, "pause" if becomes == "paused" else "unpause")
 
     async def remove(self, container_id: str) -> None:
         def remove() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from activator.supervisor.holders import Holders
 from activator.model import Container
 from activator.runtime.holder_image import build_context
+from activator.supervisor.holders import Holders
 
 
 def test_context_holds_the_dockerfile_and_an_executable_busybox(tmp_path: Path) -> None:
