@@ -15,9 +15,10 @@ from pathlib import Path
 from activator.config import Config, Thresholds
 from activator.core.policy import Action
 from activator.errors import SiteFailing, StartFailed, StartTimeout
-from activator.model import SiteState, Strategy
+from activator.model import ContainerEvent, SiteState, Strategy
 from activator.monitor import HostReading, Monitor
 from activator.supervisor.routes import UNKNOWN
+from activator.supervisor.site import Exit, RunWatch
 from activator.testing.clock import settle
 from activator.testing.rig import MiB, site_config
 from activator.testing.runtime import App, EngineError
@@ -58,6 +59,7 @@ async def test_1_a_create_whose_start_was_cancelled_is_kept(rig: MakeRig) -> Non
     assert isinstance(await r.answer("a"), int)  # no name conflict: the container made is the one used
     made = [c for c in r.runtime.containers.values() if c.site == "a" and c.role == "site"]
     assert len(made) == 1 and r["a"].container_id == made[0].id
+    assert r.runtime.calls.count(("create", "a")) == 2  # at startup, and this one: kept, not tried again
 
 
 async def test_1_a_container_made_by_a_create_whose_answer_was_lost_is_taken(rig: MakeRig) -> None:
@@ -219,6 +221,16 @@ async def test_5_a_replayed_death_does_not_stop_the_running_site(rig: MakeRig) -
     await r.clock.advance(0.1)
     assert r["a"].state is SiteState.RUNNING and r.routed_to("a") == port
     assert r.events.kinds("a").count("crash") == 1
+
+
+def test_5_each_engine_event_is_taken_once() -> None:
+    run = RunWatch()
+    started = ContainerEvent("c1", "a", "start", time_ns=10)
+    died = ContainerEvent("c1", "a", "die", 1, time_ns=20)
+    assert run.observe(started) is None
+    assert run.observe(died) == Exit(1)  # a death nobody watches: the caller's to handle
+    assert run.observe(died) is None  # the same one again, replayed
+    assert run.observe(ContainerEvent("c1", "a", "die", 1, time_ns=5)) is None  # older than the run's start
 
 
 # -- 8. a stop from outside while the site starts -----------------------------------------------------------
