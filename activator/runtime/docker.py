@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
@@ -19,15 +17,13 @@ from activator.config import HolderConfig, SiteConfig
 from activator.errors import ContainerExists, ContainerGone, ImageMissing, RuntimeUnavailable, StartFailed
 from activator.metrics import DOCKER_CALLS
 from activator.model import Container, ContainerEvent, MiB
-from activator.runtime.events import Replays
+from activator.runtime.events import EventStream
 from activator.runtime.holder_image import build_context
+from activator.runtime.inspection import _container
+from activator.runtime.labels import LABEL_DEPLOYMENT, LABEL_ROLE, LABEL_SITE, container_name, holder_name
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-LABEL_DEPLOYMENT = "dialup.deployment"
-LABEL_SITE = "dialup.site"
-LABEL_ROLE = "dialup.role"
 
 # Open files per container (DESIGN: security by default; the pids limit comes with the site's kind).
 NOFILE = 1024
@@ -38,15 +34,6 @@ HOLDER_PIDS = 4
 # once (an eviction, `dialup down`, the reaper) must never make a start, create, inspect or pause queue behind
 # them. Bounded, so a burst of stops waits its turn instead of making a thread each.
 STOP_WORKERS = 4
-RECONNECT_PAUSE = 1.0  # seconds between a broken event stream and the next try
-
-
-def container_name(deployment: str, site: str) -> str:
-    return f"dialup-{deployment}-{site}"
-
-
-def holder_name(deployment: str, site: str) -> str:
-    return f"dialup-{deployment}-{site}.holder"  # "." never occurs in a site name: no clash with a site's own
 
 
 def _hardened(pids: int, nofile: int) -> dict[str, Any]:
@@ -60,33 +47,6 @@ def _hardened(pids: int, nofile: int) -> dict[str, Any]:
     }
 
 
-def _published_port(attrs: dict[str, Any], port: int) -> int | None:
-    bindings = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{port}/tcp") or []
-    for binding in bindings:
-        if binding.get("HostIp") in ("127.0.0.1", "") and binding.get("HostPort"):
-            return int(binding["HostPort"])
-    return None
-
-
-def _container(attrs: dict[str, Any], port: int) -> Container:
-    state = attrs.get("State") or {}
-    status = str(state.get("Status") or "")
-    alive = status in ("running", "paused")
-    host = attrs.get("HostConfig") or {}
-    labels = (attrs.get("Config") or {}).get("Labels") or {}
-    bound = [int(key.partition("/")[0]) for key in (host.get("PortBindings") or {})]
-    return Container(
-        id=attrs["Id"],
-        status=status,
-        host_port=_published_port(attrs, port) if alive else None,
-        exit_code=None if alive else state.get("ExitCode"),
-        site=labels.get(LABEL_SITE, ""),
-        role=labels.get(LABEL_ROLE, "site"),
-        network_mode=str(host.get("NetworkMode") or ""),
-        publishes=bound[0] if bound else None,
-    )
-
-
 class DockerRuntime:
     """ContainerRuntime on the Docker Engine. Every container carries the deployment and site labels."""
 
@@ -95,9 +55,7 @@ class DockerRuntime:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docker")
         self._stop_pool = ThreadPoolExecutor(max_workers=STOP_WORKERS, thread_name_prefix="docker-stop")
         self._client: docker.DockerClient | None = None
-        self._events: Any = None
-        self._watcher: threading.Thread | None = None
-        self._closed = False
+        self._stream: EventStream | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -113,11 +71,8 @@ class DockerRuntime:
             raise RuntimeUnavailable(f"cannot reach the Docker Engine: {exc}") from exc
 
     async def close(self) -> None:
-        self._closed = True
-        if self._events is not None:
-            self._events.close()
-        if self._watcher is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._watcher.join, 5)
+        if self._stream is not None:
+            await self._stream.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._stop_pool.shutdown(wait=False, cancel_futures=True)
         if self._client is not None:
@@ -342,40 +297,4 @@ class DockerRuntime:
     def watch(self, on_event: Callable[[ContainerEvent], None]) -> None:
         """Follow the engine's events for this deployment in a thread; reconnect (losing none, repeating none) if it
         breaks."""
-        loop = asyncio.get_running_loop()
-        filters = {"type": "container", "label": f"{LABEL_DEPLOYMENT}={self.deployment}"}
-
-        def pump() -> None:
-            since: int | None = None  # whole seconds: a reconnect repeats that second's events, never skips one
-            replays = Replays()  # ... and the repeats are dropped here
-            while not self._closed:
-                try:
-                    DOCKER_CALLS.labels("events").inc()
-                    self._events = self.client.api.events(decode=True, filters=filters, since=since)
-                    for raw in self._events:
-                        since = int(raw.get("time") or 0) or since
-                        event = _event(raw)
-                        if not replays.seen(event):
-                            loop.call_soon_threadsafe(on_event, event)
-                except Exception as exc:  # closing the stream ends it with an error too
-                    if self._closed:
-                        return
-                    log.error("docker event stream broke (%s); reconnecting", exc)
-                    time.sleep(RECONNECT_PAUSE)
-
-        self._watcher = threading.Thread(target=pump, name="docker-events", daemon=True)
-        self._watcher.start()
-
-
-def _event(raw: dict[str, Any]) -> ContainerEvent:
-    actor = raw.get("Actor") or {}
-    attrs = actor.get("Attributes") or {}
-    code = attrs.get("exitCode")
-    return ContainerEvent(
-        container_id=actor.get("ID", ""),
-        site=attrs.get(LABEL_SITE, ""),
-        action=str(raw.get("Action") or raw.get("status") or ""),
-        exit_code=int(code) if code is not None and str(code).isdigit() else None,
-        role=attrs.get(LABEL_ROLE, "site"),
-        time_ns=int(raw.get("timeNano") or 0),
-    )
+        self._stream = EventStream(self.client, f"{LABEL_DEPLOYMENT}={self.deployment}", on_event)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from activator.config import ConfigError, load_config, parse_duration, parse_size
+from activator.config import ConfigError, load_config
+from activator.config_values import parse_duration, parse_size
 from activator.model import Kind, MiB, Network, Strategy
 
 SITE = '[[sites]]\nname = "blog"\nhosts = ["Blog.Example.com"]\nimage = "blog:latest"\nport = 8080\n'

@@ -15,8 +15,9 @@ import requests
 from activator.config import SiteConfig
 from activator.errors import ContainerExists, StartFailed
 from activator.model import ContainerEvent
-from activator.runtime import docker as docker_runtime
-from activator.runtime.docker import STOP_WORKERS, DockerRuntime, _event
+from activator.runtime import events as runtime_events
+from activator.runtime.docker import STOP_WORKERS, DockerRuntime
+from activator.runtime.events import _event
 
 SITE = SiteConfig(name="blog", hosts=("blog.test",), image="blog:1", port=8080)
 LIMIT = 5.0  # seconds: generous; a call that is not stuck answers in milliseconds
@@ -137,7 +138,7 @@ class EventStreams:
 
 
 async def test_a_reconnect_does_not_deliver_the_replayed_events_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(docker_runtime, "RECONNECT_PAUSE", 0.0)
+    monkeypatch.setattr(runtime_events, "RECONNECT_PAUSE", 0.0)
     t0 = 1_700_000_000 * 1_000_000_000
     first = [_raw("c1", "start", t0 + 1), _raw("c1", "die", t0 + 500)]
     # Docker answers a reconnect from second t0 with every event of that second, then the new ones.
