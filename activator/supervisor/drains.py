@@ -7,8 +7,9 @@ import logging
 
 from activator.core.policy import Action
 from activator.interfaces import Clock, ContainerRuntime, Router
-from activator.model import EventKind, SiteState
+from activator.model import EventKind, Network, SiteState
 from activator.supervisor.containers import Containers
+from activator.supervisor.holders import Holders
 from activator.supervisor.lifecycle import Lifecycle
 from activator.supervisor.routes import Routes
 from activator.supervisor.site import Site
@@ -30,19 +31,21 @@ class Drainer:
         routes: Routes,
         lifecycle: Lifecycle,
         containers: Containers,
+        holders: Holders,
         work: Work,
         clock: Clock,
     ) -> None:
         self._runtime, self._router, self._routes = runtime, router, routes
-        self._lifecycle, self._containers, self._work, self._clock = lifecycle, containers, work, clock
+        self._lifecycle, self._containers, self._holders = lifecycle, containers, holders
+        self._work, self._clock = work, clock
 
     def begin(self, site: Site, action: Action, cause: str, detail: str = "") -> asyncio.Task[bool] | None:
         """Drain the site (or join its drain under way); None when it cannot be drained now. The task ends
         True once the site is paused or stopped, False when it was kept."""
         if (running := self._work.drain(site)) is not None:
             return running
-        if self._work.transition(site) is not None or site.container_id is None:
-            return None
+        if self._work.busy(site) or site.container_id is None:
+            return None  # starting, or wanted: not now (and no refusal to record: a race, not a bug)
         paused = site.state is SiteState.PAUSED
         if not self._lifecycle.begin_drain(site, cause):
             return None
@@ -53,11 +56,11 @@ class Drainer:
         step = "route"
         try:
             if not paused:
-                if not await self._routes.settle(site.name, cfg.drain_timeout):
+                if not await self._routes.settle(site.name, cfg.drain_timeout) and self._alive(site):
                     self._lifecycle.keep(site, "Caddy's route could not be switched to the activator")
                     return False
                 step = "wait"
-                if not await self._open_work_ended(site, began + cfg.drain_timeout):
+                if not await self._open_work_ended(site, began + cfg.drain_timeout) and self._alive(site):
                     self._lifecycle.keep(site, "a request arrived while it drained")
                     return False
             container_id = site.container_id
@@ -91,9 +94,15 @@ class Drainer:
             await self._clock.sleep(DRAIN_POLL)
         return not site.demand.waiting
 
+    def _alive(self, site: Site) -> bool:
+        """Its container can still serve where it is: it did not die meanwhile, nor its holder. A site that
+        cannot is stopped by the drain even if a request arrived: that request then starts it anew."""
+        holder_gone = site.config.network is Network.HOLDER and self._holders.current(site) is None
+        return not (site.run.ended or holder_gone)
+
     def _abandoned(self, site: Site, step: str, paused: bool) -> None:
         """Cancelled (the activator is shutting down): say what is known, without awaiting anything."""
-        if step in ("route", "wait"):
+        if step in ("route", "wait") and self._alive(site):
             self._lifecycle.keep(site, "its drain was cancelled")
         elif step == "pause" or paused:
             self._lifecycle.paused(site, EventKind.PAUSED, "cancelled", 0.0)  # a wake copes if it is not

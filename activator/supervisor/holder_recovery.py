@@ -23,7 +23,8 @@ log = logging.getLogger("activator.supervisor")
 class HolderRecovery:
     """When a holder dies, its port and namespace go with it and the site's container is cut off in them.
     The holder is brought back (restarted, or made anew) and, for a running or paused site, that recovery is
-    the site's transition: requests wait for it as for a start."""
+    the site's transition: requests wait for it as for a start. A persistent site that it cannot bring back
+    is tried again later (Keeper)."""
 
     def __init__(
         self,
@@ -50,21 +51,22 @@ class HolderRecovery:
         log.warning("site %s: its network holder %s died", site.name, lost.id[:12])
         self._lifecycle.record(site, EventKind.HOLDER_DIED, "engine", detail=lost.id[:12])
         site.run.interrupt()  # a start or wake probing through it: fail that probe now; it starts again
+        paused = site.state is SiteState.PAUSED
+        if self._lifecycle.holder_lost(site, "holder"):  # it was running or paused: recover it, as a transition
+            self._keeper.watch(site, self._work.begin_transition(site, self._recover(site, paused)))
+            return
+        # A start or drain under way deals with its container (and a start brings the holder back itself).
         for task in (self._work.transition(site), self._work.drain(site)):
             if task is not None:
                 with suppress(Exception):
                     await asyncio.shield(task)
         if self._work.transition(site) is not None or self._holders.current(site) is not None:
             return  # a start since brought the holder back and started the container inside it
-        if site.state in (SiteState.RUNNING, SiteState.PAUSED):
-            paused = site.state is SiteState.PAUSED
-            if self._lifecycle.holder_lost(site, "holder"):
-                self._work.spawn(self._quietly(self._work.begin_transition(site, self._recover(site, paused))))
-            return
         try:
             holder = await self._holders.ensure(site)
         except SiteUnavailable as exc:
             self._failed(site, exc)
+            self._keeper.retry_later(site)  # a persistent site is not left down with nothing to bring it back
             return
         self._lifecycle.record(site, EventKind.HOLDER_RESTARTED, "engine", detail=holder.id[:12])
         if site.config.strategy is Strategy.PERSISTENT and site.state is SiteState.STOPPED:
@@ -104,9 +106,3 @@ class HolderRecovery:
     def _failed(self, site: Site, exc: SiteUnavailable) -> None:
         self._lifecycle.failed(site, exc.reason)
         self._lifecycle.record(site, EventKind.HOLDER_FAILED, "engine", detail=exc.reason)
-        self._keeper.retry_later(site)  # a persistent site is not left down with nothing to bring it back
-
-    @staticmethod
-    async def _quietly(transition: asyncio.Task[None]) -> None:
-        with suppress(SiteUnavailable):  # the waiting requests got it; nothing more to say
-            await transition

@@ -30,10 +30,19 @@ class Keeper:
         lifecycle.on_crash.append(self._after_crash)
 
     def keep_up(self, site: Site, cause: str) -> None:
-        """Start the site now; if it is persistent and the start fails, try again later."""
+        """Start the site now (or once its crash backoff allows); if it is persistent and the start fails,
+        try again later."""
+        if self._lifecycle.failing(site):
+            self._schedule(site, self._lifecycle.retry_in(site) + RESTART_SLACK)
+            return
         start = self._starter.begin(site, cause)
         if start is not None:
-            self._work.spawn(self._kept_up(site, start))
+            self.watch(site, start)
+
+    def watch(self, site: Site, transition: asyncio.Task[None]) -> None:
+        """Follow a transition of the site (a start, a holder's recovery): if it fails for a reason that is
+        no crash, a persistent site is tried again later. Its failure is otherwise its waiters' to report."""
+        self._work.spawn(self._kept_up(site, transition))
 
     async def _kept_up(self, site: Site, start: asyncio.Task[None]) -> None:
         crashes = site.crashes
@@ -65,10 +74,7 @@ class Keeper:
         self._restarts.pop(site.name, None)
         if site.state is not SiteState.STOPPED or self._work.transition(site) or self._work.drain(site):
             return  # a request started it meanwhile, or it is being taken care of
-        if self._lifecycle.failing(site):  # the timer's clock ran a hair ahead of ours
-            self._schedule(site, self._lifecycle.retry_in(site) + RESTART_SLACK)
-            return
-        self.keep_up(site, "restart")
+        self.keep_up(site, "restart")  # (which waits a little more if the timer ran a hair ahead of our clock)
 
     def pending(self, site: Site) -> bool:
         return site.name in self._restarts

@@ -88,9 +88,12 @@ class Lifecycle:
         return written
 
     def holder_lost(self, site: Site, cause: str) -> bool:
-        """Its holder died under it: the recovery becomes its transition. Caddy's route is left alone until
-        the recovery ends (a route change now would turn Caddy's retries into 502s: README, known limits)."""
-        if not self._apply(site, Event.HOLDER_LOST, cause):
+        """Its holder died under it. True when the site was running or paused: the recovery becomes its
+        transition, and Caddy's route is left alone until the recovery ends (a route change now would turn
+        Caddy's retries into 502s: README, known limits). False otherwise: a start or drain under way deals
+        with its container, and a stopped site only needs the holder back."""
+        before = site.state
+        if not self._apply(site, Event.HOLDER_LOST, cause) or site.state is before:
             return False
         site._host_port = None
         return True
@@ -130,9 +133,10 @@ class Lifecycle:
 
     def died(self, site: Site, reason: str) -> bool:
         """Its container ended outside our control (a crash, an OOM kill, a stop from outside): stopped, and
-        Caddy's route back on the activator. False if it was not running or paused (a start or a drain is
-        watching it, and decides)."""
-        if site.state not in (SiteState.RUNNING, SiteState.PAUSED) or not self._apply(site, Event.DIED, reason):
+        Caddy's route back on the activator. False if it was not running or paused (a start or drain under
+        way decides what the death means; a stopped site stays so)."""
+        before = site.state
+        if not self._apply(site, Event.DIED, reason) or site.state is before:
             return False
         site._host_port = None
         self._routes.want(site.name, None)

@@ -108,6 +108,7 @@ class RunWatch:
         self._started = True  # the engine reported the current run's start: earlier events are an older run's
         self._killed = False
         self._oom = False
+        self._ended = False  # the current run died (its container exited, or was killed)
         self._last_ns: dict[str, int] = {}  # per action, the time of the newest event seen
 
     def arm(self, *, new_run: bool) -> asyncio.Future[Exit]:
@@ -125,6 +126,11 @@ class RunWatch:
     @property
     def oom(self) -> bool:
         return self._oom
+
+    @property
+    def ended(self) -> bool:
+        """The engine reported the current run's death: there is no app behind its port."""
+        return self._ended
 
     def watching(self) -> asyncio.Future[Exit]:
         assert self._exited is not None, "arm() first"
@@ -149,14 +155,14 @@ class RunWatch:
                 return None  # the death of a run before the current one, reported late
             self._last_ns[event.action] = event.time_ns
         if event.action == "start":
-            self._started, self._killed, self._oom = True, False, False
+            self._started, self._killed, self._oom, self._ended = True, False, False, False
         elif event.action == "oom":
             self._oom = True
         elif event.action == "kill":
             self._killed = True
         elif event.action == "die":
             end = Exit(event.exit_code, self._killed, self._oom)
-            self._killed = False
+            self._killed, self._ended = False, True
             if self._exited is None or self._exited.done():
                 return end
             if self._started:  # else the run before this start, reported late: not this start's

@@ -79,7 +79,9 @@ class Supervisor:
         self.activity = Activity(clock)
         self.holders = Holders(runtime, self.lifecycle, clock, config.holder.image, measure)
         self.containers = Containers(runtime, self.lifecycle, self.work)
-        self.drainer = Drainer(runtime, router, self.routes, self.lifecycle, self.containers, self.work, clock)
+        self.drainer = Drainer(
+            runtime, router, self.routes, self.lifecycle, self.containers, self.holders, self.work, clock
+        )
         self.evictor = Evictor(
             config, self.sites, router, self.holders, self.drainer, self.lifecycle, self.work,
             self.activity.last_activity,

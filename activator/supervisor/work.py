@@ -60,10 +60,14 @@ class Work:
             log.error("background task failed: %r", exc)
 
     async def close(self) -> None:
-        tasks = {*self._transitions.values(), *self._drains.values(), *self._stops.values(), *self._background}
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # A few rounds: a task cancelled now may leave a last one behind (the event row of its ending).
+        for _ in range(3):
+            tasks = {*self._transitions.values(), *self._drains.values(), *self._stops.values(), *self._background}
+            if not tasks:
+                return
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _begin(tasks: dict[str, asyncio.Task[T]], site: Site, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
