@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from activator.errors import SiteFailing
+from activator.errors import SiteFailing, StartFailed
 from activator.model import SiteState, Strategy
 from activator.testing.clock import settle
 from activator.testing.rig import site_config
@@ -119,6 +119,7 @@ async def test_requests_arriving_while_a_holder_is_brought_back_get_the_site_on_
     old = await running(r, "a")
     restart = r.runtime.gate("start", "a")  # the holder's restart, held
 
+    changes = len(r.router.changes)
     await holder_dies(r, "a")
     await r.clock.run_until(restart.reached.is_set)
     assert r["a"].state is SiteState.STARTING
@@ -131,6 +132,7 @@ async def test_requests_arriving_while_a_holder_is_brought_back_get_the_site_on_
     assert new != old and {t.result() for t in requests} == {new}
     assert r["a"].state is SiteState.RUNNING
     await r.clock.run_until(lambda: r.routed_to("a") == new)
+    assert r.router.changes[changes:] == [("a", new)]  # the recovery started it: one route change, at the end
     assert "start_failed" not in r.events.kinds("a") and "crash" not in r.events.kinds("a")
 
 
@@ -164,3 +166,20 @@ async def test_a_holder_dying_during_a_cold_start_starts_again_and_the_held_requ
     kinds = r.events.kinds("a")
     assert "holder_died" in kinds and kinds.count("start") == 1
     assert "start_failed" not in kinds and "crash" not in kinds
+
+
+async def test_a_persistent_site_whose_restart_after_its_holder_died_fails_is_tried_again(rig: MakeRig) -> None:
+    r = await rig(site_config("p", strategy=Strategy.PERSISTENT))
+    await r.until("p", SiteState.RUNNING)
+    holder_start = r.runtime.gate("start", "p")
+    await holder_dies(r, "p")
+    await r.clock.run_until(holder_start.reached.is_set)
+    site_start = r.runtime.gate("start", "p")  # the next start call: the site's container, in the new holder
+    holder_start.release()
+    await r.clock.run_until(site_start.reached.is_set)
+    r.runtime.fail("start", StartFailed("p", "docker could not start it: the engine is busy"), site="p")
+    site_start.release()
+    await r.until("p", SiteState.STOPPED)
+    assert "start_failed" in r.events.kinds("p") and "crash" not in r.events.kinds("p")
+
+    await r.until("p", SiteState.RUNNING, limit=10.0)  # the next try, a backoff step later, goes through

@@ -9,7 +9,7 @@ from activator.supervisor.routes import UNKNOWN
 from activator.testing.clock import settle
 from activator.testing.rig import site_config
 from tests.unit.conftest import MakeRig
-from tests.unit.supervisor_kit import container, running
+from tests.unit.supervisor_kit import container, holder, holder_dies, running
 
 # -- drains -------------------------------------------------------------------------------------------------
 
@@ -139,6 +139,7 @@ async def test_a_failed_route_change_is_retried_with_backoff_until_caddy_has_it(
     r = await rig(site_config("a"))
     r.router.fail("route", 3)
     port = await r.answer("a")
+    assert isinstance(port, int)
     began = r.clock.monotonic()
     await settle()
     assert r.routed_to("a") is None and r.sup.routes.actual("a") is UNKNOWN
@@ -161,3 +162,37 @@ async def test_verify_puts_right_a_route_changed_behind_our_back(rig: MakeRig) -
 
     assert r.routed_to("a") == port and r.routed_to("b") is None
     assert r.sup.routes.routed("a") and r.sup.routes.settled("b")
+
+
+# -- deaths during a drain that a request then keeps ----------------------------------------------------------
+
+
+async def test_a_container_that_dies_while_draining_is_not_kept_for_the_next_request(rig: MakeRig) -> None:
+    r = await rig(site_config("a"))
+    port = await running(r, "a")
+    r.router.open[port] = 1
+    assert r.sup.drainer.begin(r["a"], Action.STOP, "idle") is not None
+    await r.clock.advance(0.2)
+    r.runtime.crash("a")
+    await settle()
+    assert r["a"].state is SiteState.DRAINING
+
+    assert await r.answer("a") == port
+
+    assert container(r, "a").status == "running"  # the port it was given is a live container
+
+
+async def test_a_drain_kept_after_the_holder_died_does_not_route_caddy_to_the_dead_port(rig: MakeRig) -> None:
+    r = await rig(site_config("a"))
+    port = await running(r, "a")
+    r.router.open[port] = 1
+    assert r.sup.drainer.begin(r["a"], Action.STOP, "idle") is not None
+    await r.clock.run_until(lambda: r.routed_to("a") is None)
+    changes = len(r.router.changes)
+    await holder_dies(r, "a")
+
+    new = await r.answer("a")
+
+    assert new == holder(r, "a").host_port != port  # the request gets the site in the new holder ...
+    await r.clock.run_until(lambda: r.routed_to("a") == new)
+    assert r.router.changes[changes:] == [("a", new)]  # ... and Caddy never goes back to the dead port
