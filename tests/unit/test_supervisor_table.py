@@ -11,6 +11,7 @@ from activator.core import transitions
 from activator.core.policy import Action
 from activator.core.transitions import TABLE, Decision, Event, Facts
 from activator.errors import AppExited, StartFailed, StartTimeout
+from activator.metrics import NOT_ALLOWED
 from activator.model import SiteState
 from activator.testing.clock import settle
 from activator.testing.rig import site_config
@@ -135,3 +136,14 @@ async def test_the_tour_applies_every_row_of_the_table(rig: MakeRig, monkeypatch
     await tour(rig)
     await settle()
     assert seen == set(TABLE), sorted(set(TABLE) - seen, key=str)
+
+
+async def test_a_change_the_table_does_not_allow_is_refused_recorded_and_counted(rig: MakeRig) -> None:
+    r = await rig(site_config("a"))
+    before = NOT_ALLOWED.labels("a")._value.get()
+    r.sup.lifecycle.keep(r["a"], "a keep for a site that is not draining")  # a bug elsewhere, as it would show
+    await settle()
+    assert r["a"].state is STOPPED and r.routed_to("a") is None  # nothing changed
+    (row,) = [row for row in r.events.rows if row.kind == "not_allowed"]
+    assert row.site == "a" and "keep is not allowed while stopped" in row.detail
+    assert NOT_ALLOWED.labels("a")._value.get() == before + 1
