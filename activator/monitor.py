@@ -99,7 +99,7 @@ class Monitor:
 
     async def tick(self) -> None:
         host = await asyncio.to_thread(self.read, self.config.server.state_dir)
-        used, holders = await asyncio.to_thread(self._container_memory)
+        used, holders = await asyncio.to_thread(self._container_memory, *self._containers())
         for name, bytes_used in holders.items():  # what the budget counts for each holder
             self.supervisor.holders.measured(self.supervisor.sites[name], bytes_used)
         readings = {"memory": host.memory, "cpu": host.cpu, "load": host.load, "storage": host.storage}
@@ -122,19 +122,23 @@ class Monitor:
         if cpu_high != self.cpu_lowered and (cpu_high or self.watch.level("cpu") is Level.OK):
             await self._set_site_weights(lowered=cpu_high, cpu=host.cpu)
 
-    def _container_memory(self) -> tuple[dict[str, int], dict[str, int]]:
-        """Bytes in use by each site's container, and by each site's holder."""
-        used, holders = {}, {}
+    def _containers(self) -> tuple[dict[str, str], dict[str, str]]:
+        """The ids to read, by site: its container (while it holds memory) and its holder. Taken on the event
+        loop: the supervisor's state is read there only."""
+        sites, holders = {}, {}
         for name, site in self.supervisor.sites.items():
             if site.container_id and site.state in (SiteState.RUNNING, SiteState.PAUSED, SiteState.DRAINING):
-                usage = self.cgroups.usage(site.container_id)
-                if usage is not None:
-                    used[name] = usage
+                sites[name] = site.container_id
             if (holder := self.supervisor.holders.current(site)) is not None:
-                usage = self.cgroups.usage(holder.id)
-                if usage is not None:
-                    holders[name] = usage
-        return used, holders
+                holders[name] = holder.id
+        return sites, holders
+
+    def _container_memory(self, sites: dict[str, str], holders: dict[str, str]) -> tuple[dict[str, int], ...]:
+        """Bytes in use by each site's container, and by each site's holder (blocking: file reads)."""
+        return tuple(
+            {name: usage for name, cid in ids.items() if (usage := self.cgroups.usage(cid)) is not None}
+            for ids in (sites, holders)
+        )
 
     async def _crossed(self, crossing: Crossing) -> None:
         site, _, metric = crossing.metric.rpartition(":")

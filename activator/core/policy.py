@@ -64,6 +64,13 @@ class CrashRecord:
         recent = tuple(t for t in self.times if now - t < FAILING_WINDOW)
         return CrashRecord(times=(*recent, now), consecutive=1 if stable else self.consecutive + 1)
 
+    def ran(self, now: float, up_since: float | None) -> CrashRecord:
+        """A run that started at up_since ended without a crash (stopped, from here or outside): if it lasted
+        STABLE_AFTER, the next crash starts the backoff from its first step again."""
+        if up_since is not None and now - up_since >= STABLE_AFTER and self.consecutive:
+            return CrashRecord(times=self.times, consecutive=0)
+        return self
+
     def failing(self, now: float) -> bool:
         return sum(1 for t in self.times if now - t < FAILING_WINDOW) >= FAILING_CRASHES
 

@@ -20,10 +20,22 @@ log = logging.getLogger("activator.supervisor")
 class Containers:
     """Engine operations on a site's container shared by starts, drains, recovery and adoption. Creates and
     stops are tasks of their own: whoever stops waiting for one (a start that timed out, a drain cancelled)
-    does not cancel it, its result is recorded, and the next start waits for a stop still under way."""
+    does not cancel it, its result is recorded, and the next start waits for a stop still under way.
+    Writer of: the engine's start calls under way (a stop waits for the site's, else the container could come
+    up after the stop)."""
 
     def __init__(self, runtime: ContainerRuntime, lifecycle: Lifecycle, work: Work) -> None:
         self._runtime, self._lifecycle, self._work = runtime, lifecycle, work
+        self._starting: dict[str, asyncio.Task[Container]] = {}
+
+    async def start(self, site: Site, container_id: str) -> Container:
+        """The engine's start of the container, run to its end even if whoever awaits it is cancelled."""
+        call = self._starting[site.name] = self._work.spawn(self._runtime.start(site.config, container_id))
+        try:
+            return await asyncio.shield(call)
+        finally:
+            if call.done() and self._starting.get(site.name) is call:
+                del self._starting[site.name]
 
     async def create(self, site: Site, joins: str | None, cause: str) -> str:
         """Create the site's container (in holder `joins`'s namespace, or with its own network)."""
@@ -60,9 +72,12 @@ class Containers:
         running = self._work.stop(site)
         if running is not None:
             return running
-        return self._work.begin_stop(site, self._stop(container_id, grace, paused))
+        return self._work.begin_stop(site, self._stop(site, container_id, grace, paused))
 
-    async def _stop(self, container_id: str, grace: float, paused: bool) -> None:
+    async def _stop(self, site: Site, container_id: str, grace: float, paused: bool) -> None:
+        if (starting := self._starting.pop(site.name, None)) is not None:
+            with suppress(Exception):
+                await starting  # a start that timed out: its engine call may still bring the container up
         if paused:
             await self._runtime.unpause(container_id)
         await self._runtime.stop(container_id, grace)

@@ -17,6 +17,7 @@ from activator.supervisor.work import Work
 
 log = logging.getLogger("activator.supervisor")
 
+RUNNING, PAUSED = SiteState.RUNNING, SiteState.PAUSED
 DRAIN_POLL = 0.05  # seconds between looks at the in-flight counts while draining
 
 
@@ -44,8 +45,8 @@ class Drainer:
         True once the site is paused or stopped, False when it was kept."""
         if (running := self._work.drain(site)) is not None:
             return running
-        if self._work.busy(site) or site.container_id is None:
-            return None  # starting, or wanted: not now (and no refusal to record: a race, not a bug)
+        if self._work.busy(site) or site.container_id is None or site.state not in (RUNNING, PAUSED):
+            return None  # starting, wanted, or gone meanwhile: not now (a race, not a bug: nothing to record)
         paused = site.state is SiteState.PAUSED
         if not self._lifecycle.begin_drain(site, cause):
             return None
@@ -63,9 +64,14 @@ class Drainer:
                 if not await self._open_work_ended(site, began + cfg.drain_timeout) and self._alive(site):
                     self._lifecycle.keep(site, "a request arrived while it drained")
                     return False
+            elif site.demand.waiting:  # a request came for the paused site: it wakes it, rather than lose it
+                self._lifecycle.paused(site, EventKind.PAUSED, "kept", 0.0, record=False)
+                return False
             container_id = site.container_id
             assert container_id is not None
             elapsed = self._clock.monotonic() - began
+            if action is Action.PAUSE and not self._alive(site):
+                action = Action.STOP  # a cut-off container is stopped, not paused: it can never serve where it is
             if action is Action.PAUSE:
                 step = "pause"
                 await self._runtime.pause(container_id)
@@ -82,7 +88,7 @@ class Drainer:
             raise
         except Exception as exc:
             log.warning("site %s: its drain failed at the %s: %r", cfg.name, step, exc)
-            return await self._failed(site, step)
+            return await self._failed(site, step, paused)
 
     async def _open_work_ended(self, site: Site, deadline: float) -> bool:
         """Wait until nothing is open to the container (at most until the deadline). False if a request
@@ -109,18 +115,19 @@ class Drainer:
         else:  # the stop goes on by itself (Containers.stop), and the next start waits for it
             self._lifecycle.stopped(site, EventKind.STOPPED, "cancelled")
 
-    async def _failed(self, site: Site, step: str) -> bool:
+    async def _failed(self, site: Site, step: str, paused: bool) -> bool:
         """The pause or stop (or a look at Caddy) failed: find out what the container is now, and say so.
         Nothing is left running in the background that could stop a later start."""
         await self._containers.stopped(site)
         try:
             found = await self._runtime.find(site.config)
         except Exception:
-            found = None  # unknown: "stopped" is safe (a start of a running container is a no-op)
+            found = None  # unknown: what the failed step most likely left (a wake or a start copes with either)
+            maybe_paused = step == "pause" or paused
         if found is not None and found.running:
             self._lifecycle.keep(site, f"its {step} failed")
             return False
-        if found is not None and found.paused:
+        if (found is not None and found.paused) or (found is None and maybe_paused):
             self._lifecycle.paused(site, EventKind.PAUSED, f"{step} failed", 0.0)
         else:
             self._lifecycle.stopped(site, EventKind.STOPPED, f"{step} failed")

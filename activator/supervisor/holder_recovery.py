@@ -6,7 +6,7 @@ import asyncio
 import logging
 from contextlib import suppress
 
-from activator.errors import SiteUnavailable
+from activator.errors import SiteUnavailable, StartFailed
 from activator.interfaces import Clock
 from activator.model import Container, ContainerEvent, EventKind, SiteState, Strategy
 from activator.supervisor.containers import Containers
@@ -51,26 +51,35 @@ class HolderRecovery:
         log.warning("site %s: its network holder %s died", site.name, lost.id[:12])
         self._lifecycle.record(site, EventKind.HOLDER_DIED, "engine", detail=lost.id[:12])
         site.run.interrupt()  # a start or wake probing through it: fail that probe now; it starts again
-        paused = site.state is SiteState.PAUSED
-        if self._lifecycle.holder_lost(site, "holder"):  # it was running or paused: recover it, as a transition
-            self._keeper.watch(site, self._work.begin_transition(site, self._recover(site, paused)))
+        if self._recovering(site):
             return
-        # A start or drain under way deals with its container (and a start brings the holder back itself).
+        # Starting or draining: what is under way deals with the container first (a start brings the holder
+        # back itself; a drain stops a cut-off container). Then look again.
         for task in (self._work.transition(site), self._work.drain(site)):
             if task is not None:
                 with suppress(Exception):
                     await asyncio.shield(task)
         if self._work.transition(site) is not None or self._holders.current(site) is not None:
             return  # a start since brought the holder back and started the container inside it
+        if self._recovering(site):
+            return
         try:
             holder = await self._holders.ensure(site)
-        except SiteUnavailable as exc:
+        except Exception as exc:
             self._failed(site, exc)
             self._keeper.retry_later(site)  # a persistent site is not left down with nothing to bring it back
             return
         self._lifecycle.record(site, EventKind.HOLDER_RESTARTED, "engine", detail=holder.id[:12])
         if site.config.strategy is Strategy.PERSISTENT and site.state is SiteState.STOPPED:
             self._keeper.keep_up(site, "holder")
+
+    def _recovering(self, site: Site) -> bool:
+        """A running or paused site (the table says which) begins its recovery as its transition."""
+        paused = site.state is SiteState.PAUSED
+        if not self._lifecycle.holder_lost(site, "holder"):
+            return False
+        self._work.begin_transition(site, self._recover(site, paused))
+        return True
 
     async def _recover(self, site: Site, paused: bool) -> None:
         """Stop the cut-off container and bring the holder back; then start the site inside it if requests
@@ -89,10 +98,11 @@ class HolderRecovery:
         except asyncio.CancelledError:
             self._lifecycle.start_failed(site, "its recovery was cancelled", "holder", 0.0, None)
             raise
-        except SiteUnavailable as exc:
-            self._lifecycle.start_failed(site, exc.reason, "holder", self._clock.monotonic() - began, None)
+        except Exception as exc:  # the engine failing us too: never left starting with nothing under way
             self._failed(site, exc)
-            raise
+            reason = exc.reason if isinstance(exc, SiteUnavailable) else f"its holder would not come back: {exc!r}"
+            self._lifecycle.start_failed(site, reason, "holder", self._clock.monotonic() - began, None)
+            raise StartFailed(site.name, reason) from None
         if site.demand.waiting or site.config.strategy is Strategy.PERSISTENT:
             await self._starter.start(site, "holder")
         else:  # nobody waits: requests arriving from now on start the site anew
@@ -103,6 +113,8 @@ class HolderRecovery:
             status = "paused" if paused else "running"
             await self._containers.stop_stranded(site, Container(container_id, status))
 
-    def _failed(self, site: Site, exc: SiteUnavailable) -> None:
-        self._lifecycle.failed(site, exc.reason)
-        self._lifecycle.record(site, EventKind.HOLDER_FAILED, "engine", detail=exc.reason)
+    def _failed(self, site: Site, exc: Exception) -> None:
+        reason = exc.reason if isinstance(exc, SiteUnavailable) else repr(exc)
+        log.warning("site %s: its holder would not come back: %s", site.name, reason)
+        self._lifecycle.failed(site, reason)
+        self._lifecycle.record(site, EventKind.HOLDER_FAILED, "engine", detail=reason)

@@ -17,6 +17,7 @@ from activator.interfaces import Clock, ContainerRuntime
 from activator.model import Container, EventKind, Network
 from activator.supervisor.lifecycle import Lifecycle
 from activator.supervisor.site import Site
+from activator.supervisor.work import Work
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 5  # to bring a holder up; the last two make a new one rather than restart the old
@@ -36,11 +37,12 @@ class Holders:
         self,
         runtime: ContainerRuntime,
         lifecycle: Lifecycle,
+        work: Work,
         clock: Clock,
         image: str,
         measure: Callable[[str], Awaitable[int | None]],
     ) -> None:
-        self._runtime, self._lifecycle, self._clock = runtime, lifecycle, clock
+        self._runtime, self._lifecycle, self._work, self._clock = runtime, lifecycle, work, clock
         self._image = image
         self._measure = measure  # bytes in use by a container (its cgroup), None if it has none
         self._slots: dict[str, _Slot] = {}
@@ -49,15 +51,16 @@ class Holders:
         return self._slots.setdefault(site.name, _Slot())
 
     def current(self, site: Site) -> Container | None:
-        return self._slot(site).holder
+        slot = self._slots.get(site.name)
+        return slot.holder if slot else None
 
     def memory(self) -> int:
         """What the running holders use, all together: it comes off the top of the budget."""
         return sum(s.memory for s in self._slots.values() if s.holder is not None)
 
     def memory_of(self, site: Site) -> int | None:
-        slot = self._slot(site)
-        return slot.memory if slot.holder is not None else None
+        slot = self._slots.get(site.name)
+        return slot.memory if slot and slot.holder is not None else None
 
     def measured(self, site: Site, used: int) -> None:
         """The monitor's latest reading of the holder's cgroup."""
@@ -70,7 +73,7 @@ class Holders:
         if slot.holder is not None and slot.holder.running:
             return slot.holder
         if slot.bringing_up is None:
-            slot.bringing_up = asyncio.ensure_future(self._bring_up(site, slot))
+            slot.bringing_up = self._work.spawn(self._bring_up(site, slot))
         # shield: one asker giving up must not cancel what the others wait on.
         return await asyncio.shield(slot.bringing_up)
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from activator.errors import SiteUnavailable
+from activator.core.transitions import Event
 from activator.interfaces import Cancellable, Clock
 from activator.model import SiteState, Strategy
 from activator.supervisor.lifecycle import Lifecycle
@@ -19,40 +18,24 @@ RESTART_SLACK = 0.01  # seconds: a restart timer that fires a hair early (two cl
 
 
 class Keeper:
-    """Starts persistent sites, and starts them again: after a crash when the crash backoff allows, after
-    any other failed start (the engine, the budget, a holder that will not come up) backing off the same way.
-    Writer of: the restart timers, and the failed starts in a row that were not crashes."""
+    """Starts persistent sites, and starts them again, whoever started them last (a request, a restart, a
+    holder's recovery): after a crash when the crash backoff allows, after any other failed start (the engine,
+    the budget, a holder that will not come up) backing off the same way. It watches the Lifecycle's changes,
+    so no failure goes unseen. Writer of: the restart timers, and the failed starts in a row that were not
+    crashes."""
 
     def __init__(self, starter: Starter, lifecycle: Lifecycle, work: Work, clock: Clock) -> None:
         self._starter, self._lifecycle, self._work, self._clock = starter, lifecycle, work, clock
         self._restarts: dict[str, Cancellable] = {}
         self._retries: dict[str, int] = {}
-        lifecycle.on_crash.append(self._after_crash)
+        lifecycle.observers.append(self._observe)
 
     def keep_up(self, site: Site, cause: str) -> None:
-        """Start the site now (or once its crash backoff allows); if it is persistent and the start fails,
-        try again later."""
+        """Start the site now, or once its crash backoff allows."""
         if self._lifecycle.failing(site):
             self._schedule(site, self._lifecycle.retry_in(site) + RESTART_SLACK)
             return
-        start = self._starter.begin(site, cause)
-        if start is not None:
-            self.watch(site, start)
-
-    def watch(self, site: Site, transition: asyncio.Task[None]) -> None:
-        """Follow a transition of the site (a start, a holder's recovery): if it fails for a reason that is
-        no crash, a persistent site is tried again later. Its failure is otherwise its waiters' to report."""
-        self._work.spawn(self._kept_up(site, transition))
-
-    async def _kept_up(self, site: Site, start: asyncio.Task[None]) -> None:
-        crashes = site.crashes
-        try:
-            await asyncio.shield(start)
-        except SiteUnavailable:
-            if site.crashes is crashes:  # not a crash (those are scheduled by _after_crash)
-                self.retry_later(site)
-            return
-        self._retries.pop(site.name, None)
+        self._starter.begin(site, cause)
 
     def retry_later(self, site: Site) -> None:
         """A persistent site is down for a reason that is not a crash: try again, backing off."""
@@ -60,9 +43,15 @@ class Keeper:
             tries = self._retries[site.name] = self._retries.get(site.name, 0) + 1
             self._schedule(site, site.backoff.delay(tries))
 
-    def _after_crash(self, site: Site) -> None:
-        if site.config.strategy is Strategy.PERSISTENT:
+    def _observe(self, site: Site, event: Event, crashed: bool) -> None:
+        if site.config.strategy is not Strategy.PERSISTENT:
+            return
+        if event is Event.UP:
+            self._retries.pop(site.name, None)
+        elif crashed:
             self._schedule(site, self._lifecycle.retry_in(site))
+        elif event is Event.START_FAILED:
+            self.retry_later(site)
 
     def _schedule(self, site: Site, delay: float) -> None:
         if (pending := self._restarts.pop(site.name, None)) is not None:
@@ -73,7 +62,7 @@ class Keeper:
     def _restart(self, site: Site) -> None:
         self._restarts.pop(site.name, None)
         if site.state is not SiteState.STOPPED or self._work.transition(site) or self._work.drain(site):
-            return  # a request started it meanwhile, or it is being taken care of
+            return  # started meanwhile, or being taken care of: its outcome comes back through _observe
         self.keep_up(site, "restart")  # (which waits a little more if the timer ran a hair ahead of our clock)
 
     def pending(self, site: Site) -> bool:

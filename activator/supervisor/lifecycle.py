@@ -26,7 +26,8 @@ class Lifecycle:
 
     def __init__(self, events: EventLog, clock: Clock, routes: Routes, work: Work) -> None:
         self._events, self._clock, self._routes, self._work = events, clock, routes, work
-        self.on_crash: list[Callable[[Site], None]] = []  # told after each crash is counted
+        # Told of every change applied: the site, the event, and whether a crash was counted with it.
+        self.observers: list[Callable[[Site, Event, bool], None]] = []
 
     # -- questions -----------------------------------------------------------------------------
 
@@ -52,12 +53,23 @@ class Lifecycle:
         site._state = decision.target
         return True
 
+    def _tell(self, site: Site, event: Event, crashed: bool = False) -> None:
+        for observer in self.observers:
+            observer(site, event, crashed)
+
     def record(
         self, site: Site | str, kind: EventKind, cause: str, duration_ms: float | None = None, detail: str = ""
     ) -> asyncio.Task[None]:
-        """Write an event row in the background; await the task where its order matters."""
+        """Write an event row in the background; await the task where its order matters. It never raises:
+        a row that cannot be written (a full disk) is logged, and changes no answer."""
         name = site if isinstance(site, str) else site.name
-        return self._work.spawn(self._events.record(name, kind, cause, duration_ms, detail))
+        return self._work.spawn(self._write(name, kind, cause, duration_ms, detail))
+
+    async def _write(self, site: str, kind: EventKind, cause: str, duration_ms: float | None, detail: str) -> None:
+        try:
+            await self._events.record(site, kind, cause, duration_ms, detail)
+        except Exception as exc:
+            log.error("could not write the event row %s %s (%s): %r", site, kind, detail, exc)
 
     # -- starting ------------------------------------------------------------------------------
 
@@ -72,7 +84,9 @@ class Lifecycle:
         self._routes.want(site.name, port)  # held requests go now; Caddy's route follows in the background
         what = "woke" if woke else "started"
         log.info("site %s: %s in %.0f ms (%s)", site.name, what, elapsed * 1000, cause)
-        return self.record(site, EventKind.WAKE if woke else EventKind.START, cause, elapsed * 1000)
+        written = self.record(site, EventKind.WAKE if woke else EventKind.START, cause, elapsed * 1000)
+        self._tell(site, Event.UP)
+        return written
 
     def start_failed(
         self, site: Site, reason: str, cause: str, elapsed: float, crash: EventKind | None
@@ -84,7 +98,8 @@ class Lifecycle:
         self._routes.want(site.name, None)
         written = self.record(site, EventKind.START_FAILED, cause, elapsed * 1000, reason)
         if crash is not None:
-            self.crashed(site, crash, "start", reason)
+            self._count_crash(site, crash, "start", reason, up_since=None)  # it never ran: no stable run
+        self._tell(site, Event.START_FAILED, crash is not None)
         return written
 
     def holder_lost(self, site: Site, cause: str) -> bool:
@@ -113,9 +128,10 @@ class Lifecycle:
             self._routes.want(site.name, site.host_port)
 
     def paused(
-        self, site: Site, kind: EventKind, cause: str, elapsed: float, detail: str = ""
+        self, site: Site, kind: EventKind, cause: str, elapsed: float, detail: str = "", *, record: bool = True
     ) -> asyncio.Task[None] | None:
-        if not self._apply(site, Event.PAUSED, cause):
+        """The drain's pause is done (or a drain of a paused site gives it back, paused: record=False)."""
+        if not self._apply(site, Event.PAUSED, cause) or not record:
             return None
         log.info("site %s: %s (%s%s)", site.name, kind, cause, f": {detail}" if detail else "")
         return self.record(site, kind, cause, elapsed * 1000, detail)
@@ -127,6 +143,7 @@ class Lifecycle:
         if not self._apply(site, Event.STOPPED, cause):
             return None
         site._host_port = None
+        site._crashes = site.crashes.ran(self._clock.monotonic(), site.up_since)
         self._routes.want(site.name, None)
         log.info("site %s: %s (%s%s)", site.name, kind, cause, f": {detail}" if detail else "")
         return self.record(site, kind, cause, None if elapsed is None else elapsed * 1000, detail)
@@ -139,17 +156,21 @@ class Lifecycle:
         if not self._apply(site, Event.DIED, reason) or site.state is before:
             return False
         site._host_port = None
+        site._crashes = site.crashes.ran(self._clock.monotonic(), site.up_since)
         self._routes.want(site.name, None)
         log.warning("site %s: %s", site.name, reason)
         return True
 
     def crashed(self, site: Site, kind: EventKind, cause: str, reason: str) -> None:
-        """Count a crash (or OOM kill): the backoff's next step, an event row, and the listeners told."""
+        """Count the crash (or OOM kill) of a site that ran: the backoff's next step (its first, if it had
+        run STABLE_AFTER), an event row, and the observers told."""
+        self._count_crash(site, kind, cause, reason, up_since=site.up_since)
+        self._tell(site, Event.DIED, True)
+
+    def _count_crash(self, site: Site, kind: EventKind, cause: str, reason: str, up_since: float | None) -> None:
         site._failure = reason
-        site._crashes = site.crashes.crashed(self._clock.monotonic(), site.up_since)
+        site._crashes = site.crashes.crashed(self._clock.monotonic(), up_since)
         self.record(site, kind, cause, detail=reason)
-        for listener in self.on_crash:
-            listener(site)
 
     def failed(self, site: Site, reason: str) -> None:
         """Why the site is down, for status, when no start failed (its holder would not come back)."""

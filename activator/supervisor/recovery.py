@@ -58,28 +58,29 @@ class Recovery:
             if self._lifecycle.died(site, "its container was removed"):
                 self._lifecycle.crashed(site, EventKind.CRASH, "engine", "its container was removed")
         elif end is not None:
-            self._work.spawn(self._death(site, end))
+            self._death(site, end)
 
-    async def _death(self, site: Site, end: Exit) -> None:
-        """What a dead container means: a stop from outside, or a crash."""
+    def _death(self, site: Site, end: Exit) -> None:
+        """What a dead container means: a stop from outside, or a crash. The state changes at once (a request
+        arriving meanwhile must not go to the dead container, and a "destroy" right behind finds it done)."""
         if end.killed and not end.oom and site.config.strategy is Strategy.LAZY:
             # Stopped from outside (docker stop): stopped, not crashed; the next request starts it.
             reason = f"its container was stopped from outside (exit code {end.code})"
             if self._lifecycle.died(site, reason):
                 self._lifecycle.record(site, EventKind.STOPPED, "external", detail=f"exit code {end.code}")
-            return
-        reason = "its container was killed for using more memory than its limit" if end.oom else (
-            f"its container exited with code {end.code}"
-        )
-        # Stopped before anything is awaited: a request arriving meanwhile must not go to the dead container.
-        if self._lifecycle.died(site, reason):
-            if end.oom:
-                reason = await self._containers.exit_reason(site, end)  # with its last log line
-            self._lifecycle.crashed(site, EventKind.OOM if end.oom else EventKind.CRASH, "engine", reason)
+        elif end.oom:
+            if self._lifecycle.died(site, "its container was killed for using more memory than its limit"):
+                self._work.spawn(self._oom_killed(site, end))
+        elif self._lifecycle.died(site, reason := f"its container exited with code {end.code}"):
+            self._lifecycle.crashed(site, EventKind.CRASH, "engine", reason)
+
+    async def _oom_killed(self, site: Site, end: Exit) -> None:
+        reason = await self._containers.exit_reason(site, end)  # with its last log line
+        self._lifecycle.crashed(site, EventKind.OOM, "engine", reason)
 
     # -- forwards that got no answer -----------------------------------------------------------
 
-    async def suspect(self, site: Site, host_port: int) -> None:
+    async def suspect(self, site: Site, host_port: int) -> None:  # (never raises: a look that fails is logged)
         """A forward to host_port failed before any answer. Unless a newer start moved on, find out why: a
         container that died (or is dying), or a holder that is gone, makes the site stopped, so a retry starts it.
         One look per site however many forwards failed; it ends as soon as the site's state changes."""
@@ -103,7 +104,7 @@ class Recovery:
                 if (why := await self._gone(cfg, host_port)) == "container":
                     found = await self._runtime.find(cfg)
                     code = found.exit_code if found else None
-                    await self._death(site, Exit(code, killed=site.run.killed, oom=site.run.oom))
+                    self._death(site, Exit(code, killed=site.run.killed, oom=site.run.oom))
                     return
                 if why == "holder":
                     await self._holders.lost(site)
@@ -114,6 +115,8 @@ class Recovery:
                 if self._clock.monotonic() > deadline:
                     return  # it runs and does not answer: the app's own doing, not a stale route
                 await self._clock.sleep(SUSPECT_POLL)
+        except Exception as exc:  # the engine not answering: the caller's retry finds out for itself
+            log.warning("site %s: could not look at its container again: %r", site.name, exc)
         finally:
             self._looks.pop(site.name, None)
 

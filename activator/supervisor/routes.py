@@ -115,6 +115,8 @@ class Routes:
             for site, want in self._wanted.items():
                 if self._applied.get(site) == want:
                     continue
+                # Unknown while the change is under way: a drain must not take the old route for the new one.
+                self._applied[site] = UNKNOWN
                 try:
                     await self._router.route(site, want)
                 except Exception as exc:
@@ -138,19 +140,29 @@ class Routes:
     def live(self) -> bool:
         return self._task is not None
 
-    async def close(self) -> None:
+    async def close(self, limit: float = 2.0) -> None:
+        """Stop the task, then make one last pass (at most `limit` seconds): a site kept running by a drain
+        cancelled at shutdown must not be left routed to an activator that is going away."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+            try:
+                async with self._clock.timeout(limit):
+                    await self.apply()
+            except Exception as exc:
+                log.warning("could not bring Caddy's routes up to date before shutting down: %r", exc)
 
     async def _run(self) -> None:
         delay = RETRY_FIRST
+        verify_at = self._clock.monotonic() + VERIFY_EVERY
         while True:
             try:
-                async with self._clock.timeout(VERIFY_EVERY):
+                async with self._clock.timeout(max(0.0, verify_at - self._clock.monotonic())):
                     await self._changed.wait()
             except TimeoutError:
                 await self._verify_quietly()
+                verify_at = self._clock.monotonic() + VERIFY_EVERY
                 continue
             self._changed.clear()
             if await self.apply():

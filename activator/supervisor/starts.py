@@ -24,6 +24,7 @@ FAILED_START_GRACE = 1.0
 # A start runs again (within its start_timeout) when its container was stopped from outside or its holder
 # died while it started: at most this many runs in all.
 RUNS = 3
+DIE_WAIT = 1.0  # seconds to wait for the "die" event of a container that exited as it started
 
 
 class Starter:
@@ -127,14 +128,18 @@ class Starter:
             assert site.container_id is not None
             ended = site.run.arm(new_run=True)
             try:
-                found = await self._runtime.start(cfg, site.container_id)
+                found = await self._containers.start(site, site.container_id)
             except ContainerGone:
                 self._lifecycle.container(site, None)
                 continue
             port = holder.host_port if holder else found.host_port
             if found.running and port is not None:
                 return port
-            return await ended  # its "die" tells how (and whether someone stopped it)
+            try:  # its "die" tells how (and whether someone stopped it), unless the event stream is down
+                async with self._clock.timeout(DIE_WAIT):
+                    return await ended
+            except TimeoutError:
+                return Exit(found.exit_code)
         raise StartFailed(cfg.name, "its container keeps disappearing")
 
     async def _probe(self, site: Site, port: int) -> Exit | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 from activator.config import Config
 from activator.core.hosts import HostTable
-from activator.errors import QueueFull, SiteFailing, SiteUnavailable
+from activator.errors import QueueFull, SiteFailing, SiteUnavailable, StartTimeout
 from activator.interfaces import Clock, ContainerRuntime, EventLog, Prober, Router
 from activator.metrics import WAITING
 from activator.model import ContainerEvent, SiteState, Strategy
@@ -28,6 +29,8 @@ from activator.supervisor.routes import Routes
 from activator.supervisor.site import Site
 from activator.supervisor.starts import Starter
 from activator.supervisor.work import Work
+
+log = logging.getLogger("activator.supervisor")
 
 # A request waits for at most this many starts of its site (a site that dies right after each start).
 ACQUIRE_ROUNDS = 3
@@ -77,7 +80,7 @@ class Supervisor:
         self.routes = Routes(router, clock, self.sites)
         self.lifecycle = Lifecycle(events, clock, self.routes, self.work)
         self.activity = Activity(clock)
-        self.holders = Holders(runtime, self.lifecycle, clock, config.holder.image, measure)
+        self.holders = Holders(runtime, self.lifecycle, self.work, clock, config.holder.image, measure)
         self.containers = Containers(runtime, self.lifecycle, self.work)
         self.drainer = Drainer(
             runtime, router, self.routes, self.lifecycle, self.containers, self.holders, self.work, clock
@@ -127,8 +130,8 @@ class Supervisor:
 
     async def close(self) -> None:
         self.keeper.close()
-        await self.routes.close()
-        await self.work.close()
+        await self.work.close()  # drains cancelled give their sites back, and say so to Routes ...
+        await self.routes.close()  # ... which puts Caddy right one last time
 
     # -- the request path ----------------------------------------------------------------------
 
@@ -153,25 +156,38 @@ class Supervisor:
         gauge = WAITING.labels(site.name)
         gauge.inc()
         try:
-            for _ in range(ACQUIRE_ROUNDS):
-                if site.state is SiteState.RUNNING and site.host_port is not None:
-                    return site.host_port
-                if (drain := self.work.drain(site)) is not None:  # the drain sees the request and keeps the site
-                    with suppress(Exception):
-                        await asyncio.shield(drain)
-                    continue
-                transition = self.work.transition(site) or self.starter.begin(site, "request")
-                if transition is None:
-                    self._refuse_if_failing(site)
-                    raise SiteUnavailable(site.name, f"it cannot be started while {site.state}")
-                # shield: one waiter giving up (client gone) must not cancel what the others wait on.
-                await asyncio.shield(transition)
-            if site.state is SiteState.RUNNING and site.host_port is not None:
-                return site.host_port
-            raise SiteUnavailable(site.name, f"it stopped again each time it started (last: {site.failure})")
+            # However long what is under way takes (a drain's stop, a wake that falls back to a start, a holder's
+            # recovery), a request waits at most its site's start_timeout.
+            async with self.clock.timeout(site.config.start_timeout):
+                return await self._until_running(site)
+        except TimeoutError:
+            raise StartTimeout(site.name, site.config.start_timeout) from None
+        except SiteUnavailable:
+            raise
+        except Exception as exc:  # the contract: a request gets the site, or a SiteUnavailable to answer with
+            log.exception("site %s: unexpected error while a request waited", site.name)
+            raise SiteUnavailable(site.name, f"unexpected error while starting: {exc!r}") from None
         finally:
             site.demand.waiting -= 1
             gauge.dec()
+
+    async def _until_running(self, site: Site) -> int:
+        for _ in range(ACQUIRE_ROUNDS):
+            if site.state is SiteState.RUNNING and site.host_port is not None:
+                return site.host_port
+            if (drain := self.work.drain(site)) is not None:  # the drain sees the request and keeps the site
+                with suppress(Exception):
+                    await asyncio.shield(drain)
+                continue
+            transition = self.work.transition(site) or self.starter.begin(site, "request")
+            if transition is None:
+                self._refuse_if_failing(site)
+                raise SiteUnavailable(site.name, f"it cannot be started while {site.state}")
+            # shield: one waiter giving up (client gone) must not cancel what the others wait on.
+            await asyncio.shield(transition)
+        if site.state is SiteState.RUNNING and site.host_port is not None:
+            return site.host_port
+        raise SiteUnavailable(site.name, f"it stopped again each time it started (last: {site.failure})")
 
     def _refuse_if_failing(self, site: Site) -> None:
         if self.lifecycle.failing(site):

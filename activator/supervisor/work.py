@@ -56,8 +56,7 @@ class Work:
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self._background.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None and not isinstance(exc, SiteUnavailable):
-            log.error("background task failed: %r", exc)
+        _retrieved(task)
 
     async def close(self) -> None:
         # A few rounds: a task cancelled now may leave a last one behind (the event row of its ending).
@@ -76,7 +75,13 @@ def _begin(tasks: dict[str, asyncio.Task[T]], site: Site, work: Coroutine[Any, A
         raise AssertionError(f"site {site.name}: a second task where one runs at a time")
     task = asyncio.ensure_future(_tracked(tasks, site.name, work))
     tasks[site.name] = task
+    task.add_done_callback(_retrieved)  # its waiters (if any) get its error; nobody waiting is no reason to warn
     return task
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None and not isinstance(exc, SiteUnavailable):
+        log.error("task failed: %r", exc)
 
 
 async def _tracked(tasks: dict[str, asyncio.Task[T]], name: str, work: Coroutine[Any, Any, T]) -> T:
