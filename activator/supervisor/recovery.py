@@ -80,10 +80,11 @@ class Recovery:
 
     # -- forwards that got no answer -----------------------------------------------------------
 
-    async def suspect(self, site: Site, host_port: int) -> None:  # (never raises: a look that fails is logged)
+    async def suspect(self, site: Site, host_port: int) -> None:
         """A forward to host_port failed before any answer. Unless a newer start moved on, find out why: a
         container that died (or is dying), or a holder that is gone, makes the site stopped, so a retry starts it.
-        One look per site however many forwards failed; it ends as soon as the site's state changes."""
+        One look per site however many forwards failed; it ends as soon as the site's state changes. It never
+        raises: a look the engine fails is logged, and the caller's retry finds out for itself."""
         if site.host_port != host_port or site.state is not SiteState.RUNNING:
             return
         look = self._looks.get(site.name)
