@@ -155,3 +155,15 @@ async def test_a_failing_look_at_the_container_is_no_error_for_the_request(rig: 
         assert lease.port == port
         await lease.no_answer()  # logged, not raised
     assert not isinstance(await r.answer("a"), SiteUnavailable)
+
+
+async def test_a_timed_out_starts_container_is_stopped_only_after_the_engine_started_it(rig: MakeRig) -> None:
+    r = await rig(site_config("a", start_timeout=1.0))
+    start = r.runtime.gate("start", "a")  # the engine is slow to start it
+    answer = r.request("a")
+    await r.clock.advance(1.5)
+    assert isinstance(answer.exception(), StartTimeout)
+    assert ("stop", "a") not in r.runtime.calls  # a stop now could come before the start, which then wins
+    start.release()
+    await r.clock.run_until(lambda: container(r, "a").status == "exited")
+    assert r["a"].state is SiteState.STOPPED
