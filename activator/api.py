@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from activator.metrics import REGISTRY
 from activator.monitor import Monitor
 from activator.proxy.caddy import CaddyError
+from activator.proxy.guard import CaddyGuard
 from activator.status import budget, live_row
 from activator.store import SiteCounts, Store
 from activator.supervisor import Supervisor
@@ -18,6 +19,7 @@ from activator.supervisor import Supervisor
 ADMIN_SUPERVISOR = web.AppKey("admin_supervisor", Supervisor)
 ADMIN_STORE = web.AppKey("admin_store", Store)
 ADMIN_MONITOR = web.AppKey("admin_monitor", Monitor)
+ADMIN_GUARD = web.AppKey("admin_guard", CaddyGuard)
 CADDY_ERRORS = (aiohttp.ClientError, CaddyError, OSError)
 
 
@@ -36,6 +38,16 @@ def host_status(monitor: Monitor) -> dict[str, Any]:
     }
 
 
+def caddy_status(guard: CaddyGuard) -> dict[str, Any]:
+    return {
+        "managed": guard.managed,
+        "up": guard.up,
+        "pid": guard.process.pid() if guard.process is not None else None,
+        "restarts": guard.restarts,
+        "tcp_migrate_req": guard.migrate,
+    }
+
+
 async def status(request: web.Request) -> web.Response:
     sup, monitor, store = request.app[ADMIN_SUPERVISOR], request.app[ADMIN_MONITOR], request.app[ADMIN_STORE]
     counts = await store.site_counts()
@@ -50,7 +62,12 @@ async def status(request: web.Request) -> web.Response:
         live_row(sup, site, counts.get(name, SiteCounts()), in_flight, used.get(name))
         for name, site in sup.sites.items()
     ]
-    body = {"budget": budget(sup.config, rows, sup.holders.memory()), "host": host_status(monitor), "sites": rows}
+    body = {
+        "budget": budget(sup.config, rows, sup.holders.memory()),
+        "host": host_status(monitor),
+        "caddy": caddy_status(request.app[ADMIN_GUARD]),
+        "sites": rows,
+    }
     return web.json_response(body)
 
 
@@ -58,8 +75,9 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def make_admin_app(supervisor: Supervisor, store: Store, monitor: Monitor) -> web.Application:
+def make_admin_app(supervisor: Supervisor, store: Store, monitor: Monitor, guard: CaddyGuard) -> web.Application:
     app = web.Application()
+    app[ADMIN_GUARD] = guard
     app[ADMIN_SUPERVISOR] = supervisor
     app[ADMIN_STORE] = store
     app[ADMIN_MONITOR] = monitor

@@ -19,7 +19,10 @@ from activator.config import Config
 from activator.edge import HTTP, SUPERVISOR, make_edge_app
 from activator.monitor import Monitor
 from activator.proxy.accesslog import AccessLogListener
-from activator.proxy.caddy import CaddyAdmin, CaddyError, CaddyProcess, CaddyRouter
+from activator.proxy.caddy import CaddyAdmin, CaddyRouter
+from activator.proxy.guard import CaddyGuard
+from activator.proxy.process import CaddyProcess
+from activator.proxy.sysctl import migrate_connections
 from activator.readiness import HttpProber
 from activator.reaper import Reaper
 from activator.runtime.cgroups import CgroupMemory
@@ -37,9 +40,9 @@ ROUTER = web.AppKey("router", CaddyRouter)
 REAPER = web.AppKey("reaper", Reaper)
 MONITOR = web.AppKey("monitor", Monitor)
 CGROUPS = web.AppKey("cgroups", CgroupMemory)
+GUARD = web.AppKey("guard", CaddyGuard)
 
 TEARDOWN_LIMIT = 10.0  # seconds each resource gets to close
-CADDY_START_LIMIT = 15.0
 
 Context = Callable[[web.Application], AsyncIterator[None]]
 
@@ -118,6 +121,14 @@ async def accesslog_ctx(app: web.Application) -> AsyncIterator[None]:
     await listener.close()
 
 
+async def guard_ctx(app: web.Application) -> AsyncIterator[None]:
+    config, supervisor = app[CONFIG], app[SUPERVISOR]
+    process = CaddyProcess(config) if config.caddy.manage else None
+    guard = app[GUARD] = CaddyGuard(app[CADDY], process, supervisor.routes, supervisor.lifecycle.record, SystemClock())
+    yield
+    await guard.close()
+
+
 async def reaper_ctx(app: web.Application) -> AsyncIterator[None]:
     reaper = app[REAPER] = Reaper(app[SUPERVISOR], app[CONFIG].server.reaper_interval)
     yield
@@ -134,7 +145,7 @@ async def admin_ctx(app: web.Application) -> AsyncIterator[None]:
     path = app[CONFIG].server.admin_socket
     with suppress(FileNotFoundError):
         path.unlink()
-    runner = web.AppRunner(make_admin_app(app[SUPERVISOR], app[STORE], app[MONITOR]), access_log=None)
+    runner = web.AppRunner(make_admin_app(app[SUPERVISOR], app[STORE], app[MONITOR], app[GUARD]), access_log=None)
     await runner.setup()
     await web.UnixSite(runner, str(path)).start()
     os.chmod(path, 0o600)
@@ -153,6 +164,7 @@ def build_app(config: Config) -> web.Application:
             http_ctx,
             caddy_ctx,
             supervisor_ctx,
+            guard_ctx,
             accesslog_ctx,
             reaper_ctx,
             monitor_ctx,
@@ -160,16 +172,6 @@ def build_app(config: Config) -> web.Application:
         )
     )
     return app
-
-
-async def ensure_caddy(config: Config, admin: CaddyAdmin) -> None:
-    if await admin.alive():
-        log.info("using the Caddy already answering at %s", config.caddy.admin)
-        return
-    if not config.caddy.manage:
-        raise CaddyError(f"Caddy's admin API at {config.caddy.admin} does not answer, and caddy.manage = false")
-    CaddyProcess(config).start()
-    await admin.wait_alive(CADDY_START_LIMIT)
 
 
 class Server:
@@ -189,11 +191,17 @@ class Server:
         await web.TCPSite(self.runner, listen.host, listen.port, backlog=1024).start()
 
     async def go_live(self) -> None:
-        # Caddy gets routes only once the activator it falls back to is listening.
-        await ensure_caddy(self.config, self.app[CADDY])
-        supervisor = self.app[SUPERVISOR]
+        guard, supervisor = self.app[GUARD], self.app[SUPERVISOR]
+        if self.config.caddy.migrate_connections:  # before Caddy's first reload
+            guard.migrate = await asyncio.to_thread(migrate_connections)
+        else:
+            guard.migrate = "off: caddy.migrate_connections = false"
+        # Caddy gets routes only once the activator it falls back to is listening; a config that is already
+        # right (a restarted activator's) is left alone.
+        await guard.ensure()
         await supervisor.routes.load()
         supervisor.routes.start()
+        guard.start()
         supervisor.start_persistent()
         self.app[REAPER].loop.start()
         self.app[MONITOR].start()

@@ -16,7 +16,8 @@ import orjson
 from activator.config import Config, ConfigError, load_config
 from activator.errors import AlreadyRunning, RuntimeUnavailable
 from activator.model import Container, Network
-from activator.proxy.caddy import CaddyAdmin, CaddyError, render
+from activator.proxy.caddy import CaddyAdmin, CaddyError
+from activator.proxy.render import render
 from activator.runtime.docker import DockerRuntime
 from activator.status import offline_status
 from activator.store import Store

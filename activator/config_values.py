@@ -78,6 +78,16 @@ def parse_size(text: object) -> int:
     return int(float(m.group(1)) * _SIZE_UNITS[unit])
 
 
+def parse_optional_size(text: object) -> int | None:
+    """A size, or "off" for no limit."""
+    if text == "off":
+        return None
+    size = parse_size(text)
+    if size <= 0:
+        raise ValueError("expected a size like '100MiB', or 'off'")
+    return size
+
+
 def parse_listen(text: object) -> HostPort:
     if not isinstance(text, str) or ":" not in text:
         raise ValueError("expected 'host:port'")
@@ -163,6 +173,16 @@ def _positive(parse: Callable[[Any], T]) -> Callable[[Any], T]:
         result = parse(value)
         if result <= 0:  # type: ignore[operator]
             raise ValueError("must be greater than zero")
+        return result
+
+    return convert
+
+
+def _at_least(low: int, parse: Callable[[Any], int]) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        result = parse(value)
+        if result < low:
+            raise ValueError(f"must be at least {low}")
         return result
 
     return convert

@@ -80,6 +80,9 @@ class EventKind(enum.StrEnum):
     HOLDER_RESTARTED = "holder_restarted"
     HOLDER_FAILED = "holder_failed"
     NOT_ALLOWED = "not_allowed"  # a state change the transition table does not allow: refused, and a bug
+    CADDY_RESTARTED = "caddy_restarted"  # the Caddy dialup manages died, and was started again with its config
+    CADDY_DOWN = "caddy_down"  # a Caddy dialup does not manage stopped answering
+    CADDY_UP = "caddy_up"  # ... and answers again
     THRESHOLD = "threshold"
     NEAR_LIMIT = "near_limit"
     STORAGE_FREED = "storage_freed"

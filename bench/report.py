@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 import psutil
 
+from activator.proxy.process import bundled_binary
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -105,7 +107,7 @@ def machine() -> dict[str, Any]:
             kernel=platform.release(),
             python=platform.python_version(),
             docker=_version(["docker", "version", "--format", "{{.Server.Version}}"]),
-            caddy=_version(["caddy", "version"]),
+            caddy=_version([str(bundled_binary()), "version"]),
             published_ports=_userland_proxy(),
         )
     return _MACHINE

@@ -1,11 +1,9 @@
-"""Caddy: render its JSON config, push it over the admin API, and (when managed) run the caddy binary."""
+"""Caddy's admin API: the client, and the Router on it (whole configs, one site's upstreams, routes read back)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,95 +11,14 @@ from typing import Any
 import aiohttp
 import orjson
 
-from activator.config import CaddyConfig, Config, SiteConfig
+from activator.config import Config
 from activator.proxy.accesslog import ACCESS_LOGGER
+from activator.proxy.render import ROUTE_PREFIX, SERVER, access_logger, proxy_id, render, server, upstreams
 
 log = logging.getLogger(__name__)
 
-SERVER = "dialup"
-ROUTE_PREFIX = "dialup-site-"  # a site's route's @id: the prefix and its name
-# While a container is marked failed after a refused dial, Caddy sends its site's requests to the activator.
-FAIL_DURATION = "2s"
-
-
 class CaddyError(Exception):
     pass
-
-
-def proxy_id(site: str) -> str:
-    return f"dialup-proxy-{site}"
-
-
-def _upstreams(activator: str, host_port: int | None) -> list[dict[str, str]]:
-    # The activator is always the last upstream: a refused dial to the container falls through to it.
-    container = [{"dial": f"127.0.0.1:{host_port}"}] if host_port is not None else []
-    return [*container, {"dial": activator}]
-
-
-def site_route(site: SiteConfig, activator: str, host_port: int | None) -> dict[str, Any]:
-    return {
-        "@id": f"{ROUTE_PREFIX}{site.name}",
-        "match": [{"host": list(site.hosts)}],
-        "handle": [
-            {
-                "@id": proxy_id(site.name),
-                "handler": "reverse_proxy",
-                "upstreams": _upstreams(activator, host_port),
-                "load_balancing": {
-                    "selection_policy": {"policy": "first"},
-                    "try_duration": "5s",
-                    "try_interval": "5ms",
-                },
-                "health_checks": {"passive": {"fail_duration": FAIL_DURATION, "max_fails": 1}},
-                # Caddy 2.6 closes the body before retrying on the next upstream; buffering keeps a POST whole
-                # when a crashed container's dial fails over to the activator (DESIGN: known traps).
-                "buffer_requests": True,
-                # No flush_interval: on Caddy 2.6, -1 makes every config reload cancel in-flight requests.
-            }
-        ],
-        "terminal": True,
-    }
-
-
-def admin_config(caddy: CaddyConfig) -> dict[str, Any]:
-    admin: dict[str, Any] = {"listen": caddy.admin, "config": {"persist": False}}
-    if caddy.admin.startswith("unix//"):
-        # Over a unix socket our client says "Host: localhost"; Caddy checks it against the allowed origins.
-        admin["origins"] = ["localhost"]
-    return admin
-
-
-def render(config: Config, running: Mapping[str, int]) -> dict[str, Any]:
-    """The whole Caddy config: one route per site (to its container when running), then a 404."""
-    activator = str(config.server.listen)
-    routes = [site_route(site, activator, running.get(site.name)) for site in config.sites]
-    routes.append({"handle": [{"handler": "static_response", "status_code": 404, "body": "unknown host\n"}]})
-    server: dict[str, Any] = {
-        "listen": [config.caddy.http_listen],
-        "routes": routes,
-        # Every host's access log goes to one logger (logger_names would need each Host exactly, port and all).
-        "logs": {"default_logger_name": ACCESS_LOGGER},
-    }
-    if not config.caddy.automatic_https:
-        server["automatic_https"] = {"disable": True}
-    access = f"http.log.access.{ACCESS_LOGGER}"
-    return {
-        "admin": admin_config(config.caddy),
-        "storage": {"module": "file_system", "root": str(config.server.state_dir / "caddy")},
-        "logging": {
-            "logs": {
-                "default": {"exclude": [access]},
-                ACCESS_LOGGER: {
-                    # Caddy 2.6 dials this when the config loads (so the listener must be up first), and
-                    # after a failed write redials at most every 10 s, writing to stderr meanwhile.
-                    "writer": {"output": "net", "address": str(config.server.access_log_listen)},
-                    "encoder": {"format": "json"},
-                    "include": [access],
-                },
-            }
-        },
-        "apps": {"http": {"servers": {SERVER: server}}},
-    }
 
 
 class CaddyAdmin:
@@ -141,7 +58,7 @@ class CaddyAdmin:
 
     async def alive(self) -> bool:
         try:
-            await self.request("GET", "/config/")
+            await self.request("GET", "/config/admin")  # small, whatever else the config holds
         except (aiohttp.ClientError, CaddyError, OSError):
             return False
         return True
@@ -162,8 +79,10 @@ class CaddyAdmin:
 
 
 class CaddyRouter:
-    """Router on Caddy's admin API: a whole config with /load, one site's upstreams with a PATCH, and the
-    routes read back from the running config."""
+    """Router on Caddy's admin API. A Caddy that dialup manages gets the whole config with /load, and only if
+    it differs from what it has (a reload of an unchanged config would still cut short the requests waiting in
+    Caddy's retries). A Caddy that the operator runs (manage = false) gets dialup's own server and access logger
+    and nothing else: its other sites are left alone."""
 
     def __init__(self, admin: CaddyAdmin, config: Config) -> None:
         self.admin = admin
@@ -171,10 +90,33 @@ class CaddyRouter:
         self.activator = str(config.server.listen)
 
     async def load(self, routes: Mapping[str, int | None]) -> None:
-        await self.admin.load(render(self.config, {s: p for s, p in routes.items() if p is not None}))
+        running = {s: p for s, p in routes.items() if p is not None}
+        if self.config.caddy.manage:
+            wanted = render(self.config, running)
+            if await self.admin.request("GET", "/config/") != wanted:
+                await self.admin.load(wanted)
+            return
+        await self._set(f"/config/logging/logs/{ACCESS_LOGGER}", access_logger(self.config))
+        await self._set(f"/config/apps/http/servers/{SERVER}", server(self.config, running))
+
+    async def _set(self, path: str, value: Any) -> None:
+        """Set one value of Caddy's config, unless it is so already. Objects above it that are missing are made
+        (with only this inside); one that exists is never replaced, so nothing beside the value changes."""
+        if await self._get(path) == value:
+            return
+        parent, _, key = path.rpartition("/")
+        while parent != "/config" and await self._get(parent) is None:
+            value, (parent, _, key) = {key: value}, parent.rpartition("/")
+        await self.admin.request("POST", f"{parent}/{key}", value)
+
+    async def _get(self, path: str) -> Any:
+        try:
+            return await self.admin.request("GET", path)
+        except CaddyError:  # Caddy answers a path that does not exist with an error
+            return None
 
     async def route(self, site: str, host_port: int | None) -> None:
-        await self.admin.request("PATCH", f"/id/{proxy_id(site)}/upstreams", _upstreams(self.activator, host_port))
+        await self.admin.request("PATCH", f"/id/{proxy_id(site)}/upstreams", upstreams(self.activator, host_port))
 
     async def routes(self) -> Mapping[str, int | None]:
         found: dict[str, int | None] = {}
@@ -184,8 +126,9 @@ class CaddyRouter:
             return found
         for route in routes or []:
             name = str(route.get("@id", "")).removeprefix(ROUTE_PREFIX)
-            handle = route.get("handle") or [{}]
-            dials = [u.get("dial", "") for u in handle[0].get("upstreams") or []]
+            handlers = route.get("handle") or []
+            proxy: dict[str, Any] = next((h for h in handlers if h.get("handler") == "reverse_proxy"), {})
+            dials = [u.get("dial", "") for u in proxy.get("upstreams") or []]
             if not route.get("@id", "").startswith(ROUTE_PREFIX) or not dials:
                 continue
             first = dials[0]
@@ -194,43 +137,3 @@ class CaddyRouter:
 
     async def in_flight(self) -> Mapping[str, int]:
         return {u["address"]: int(u.get("num_requests") or 0) for u in await self.admin.upstreams()}
-
-
-class CaddyProcess:
-    """Runs the caddy binary detached, so that sites keep serving while the activator restarts or is down."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.system_dir = config.server.system_dir
-
-    def start(self) -> int:
-        admin = self.config.caddy.admin
-        if admin.startswith("unix//"):
-            Path(admin.removeprefix("unix/")).parent.mkdir(parents=True, exist_ok=True)
-        (self.system_dir / "logs").mkdir(parents=True, exist_ok=True)
-        bootstrap = self.system_dir / "caddy-bootstrap.json"
-        # Only the admin listener: the real config arrives through /load.
-        bootstrap.write_bytes(orjson.dumps({"admin": admin_config(self.config.caddy)}))
-        env = dict(
-            os.environ,
-            XDG_DATA_HOME=str(self.config.server.state_dir / "caddy"),
-            XDG_CONFIG_HOME=str(self.config.server.state_dir / "caddy"),
-        )
-        with open(self.system_dir / "logs" / "caddy.log", "ab") as out:
-            proc = subprocess.Popen(
-                [
-                    self.config.caddy.binary,
-                    "run",
-                    "--config",
-                    str(bootstrap),
-                    "--pidfile",
-                    str(self.system_dir / "caddy.pid"),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                env=env,
-                start_new_session=True,  # not in our process group: a Ctrl-C or kill of dialup leaves it serving
-            )
-        log.info("started caddy (pid %d), admin at %s", proc.pid, admin)
-        return proc.pid

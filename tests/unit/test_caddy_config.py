@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from activator.config import load_config
 from activator.core.probe import is_ready_status, probe_delays
-from activator.proxy.caddy import proxy_id, render
+from activator.proxy.render import REQUEST_BUFFER, proxy_id, render
 
 CONFIG = """
 [server]
@@ -27,26 +28,63 @@ port = 3000
 """
 
 
-def test_routes_point_at_the_container_only_while_it_runs(tmp_path: Path) -> None:
+def _render(tmp_path: Path, extra: str = "") -> dict[str, Any]:
     path = tmp_path / "c.toml"
-    path.write_text(CONFIG)
-    rendered = render(load_config(path), {"app": 32768})
+    path.write_text(CONFIG.replace("[caddy]\n", "[caddy]\n" + extra))
+    return render(load_config(path), {"app": 32768})
+
+
+def _proxy(route: dict[str, Any]) -> dict[str, Any]:
+    (proxy,) = [h for h in route["handle"] if h["handler"] == "reverse_proxy"]
+    return proxy
+
+
+def test_routes_point_at_the_container_only_while_it_runs(tmp_path: Path) -> None:
+    rendered = _render(tmp_path)
     server = rendered["apps"]["http"]["servers"]["dialup"]
     assert server["listen"] == ["127.0.0.1:8080"]
     assert server["automatic_https"] == {"disable": True}
     blog, app, fallback = server["routes"]
     assert blog["match"] == [{"host": ["blog.test", "www.blog.test"]}]
-    assert blog["handle"][0]["@id"] == proxy_id("blog")
-    assert blog["handle"][0]["upstreams"] == [{"dial": "127.0.0.1:9000"}]
-    # Running: the container first; a refused dial falls through to the activator with the body kept.
-    handler = app["handle"][0]
+    assert _proxy(blog)["@id"] == proxy_id("blog")
+    assert _proxy(blog)["upstreams"] == [{"dial": "127.0.0.1:9000"}]
+    # Running: the container first; a refused dial falls through to the activator.
+    handler = _proxy(app)
     assert handler["upstreams"] == [{"dial": "127.0.0.1:32768"}, {"dial": "127.0.0.1:9000"}]
     assert handler["load_balancing"]["selection_policy"] == {"policy": "first"}
-    assert handler["buffer_requests"] is True
     assert "flush_interval" not in handler
     assert fallback == {"handle": [{"handler": "static_response", "status_code": 404, "body": "unknown host\n"}]}
     assert rendered["admin"]["listen"] == "unix//tmp/x/caddy.sock"
     assert rendered["admin"]["origins"] == ["localhost"]
+
+
+def test_route_switches_keep_streams_buffers_are_bounded_and_the_activator_is_tried_again(tmp_path: Path) -> None:
+    handler = _proxy(_render(tmp_path)["apps"]["http"]["servers"]["dialup"]["routes"][1])
+    assert handler["stream_close_delay"] == "86400s"  # a reload does not close WebSockets
+    assert handler["request_buffers"] == REQUEST_BUFFER <= 64 * 1024  # bounded: larger bodies stream
+    assert "buffer_requests" not in handler  # Caddy 2.6's unbounded buffering is gone
+    # An activator that is restarting is tried again (for seconds), and passed over only for a moment.
+    assert handler["load_balancing"]["try_duration"] == "15s"
+    assert handler["health_checks"]["passive"] == {"fail_duration": "100ms", "max_fails": 1}
+
+
+def test_sites_get_a_body_limit_and_compression_and_the_server_limits(tmp_path: Path) -> None:
+    server = _render(tmp_path)["apps"]["http"]["servers"]["dialup"]
+    blog = server["routes"][0]
+    assert [h["handler"] for h in blog["handle"]] == ["request_body", "encode", "reverse_proxy"]
+    assert blog["handle"][0]["max_size"] == 100 * 1024 * 1024
+    assert set(blog["handle"][1]["encodings"]) == {"zstd", "gzip"}
+    assert server["max_header_bytes"] == 16 * 1024
+    assert server["read_header_timeout"] == "10s" and server["idle_timeout"] == "120s"
+
+
+def test_a_site_can_opt_out_of_compression_and_body_limits_and_streams_can_close(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    text = CONFIG.replace("[caddy]\n", '[caddy]\nstream_close_delay = "off"\n')
+    path.write_text(text.replace('image = "app"', 'image = "app"\ncompress = false\nmax_body = "off"'))
+    app = render(load_config(path), {})["apps"]["http"]["servers"]["dialup"]["routes"][1]
+    assert [h["handler"] for h in app["handle"]] == ["reverse_proxy"]
+    assert "stream_close_delay" not in _proxy(app)
 
 
 def test_probe_delays_start_small_and_cap_at_50ms() -> None:

