@@ -16,7 +16,7 @@ from activator import statelock
 from activator.api import make_admin_app
 from activator.clock import SystemClock
 from activator.config import Config
-from activator.edge import HTTP, SUPERVISOR, make_edge_app
+from activator.edge import HTTP, SUPERVISOR, BadRequestsInOneLine, make_edge_app, server_limits
 from activator.monitor import Monitor
 from activator.proxy.accesslog import AccessLogListener
 from activator.proxy.caddy import CaddyAdmin, CaddyRouter
@@ -183,7 +183,11 @@ class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.app = build_app(config)
-        self.runner = web.AppRunner(self.app, handle_signals=False, access_log=None, shutdown_timeout=TEARDOWN_LIMIT)
+        limits = server_limits(config.caddy.max_header_bytes)
+        self.runner = web.AppRunner(
+            self.app, handle_signals=False, access_log=None, shutdown_timeout=TEARDOWN_LIMIT, **limits
+        )
+        logging.getLogger("aiohttp.server").addFilter(BadRequestsInOneLine())
 
     async def setup(self) -> None:
         await self.runner.setup()

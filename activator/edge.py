@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from activator.errors import SiteUnavailable
@@ -48,6 +49,9 @@ WS_HANDSHAKE = frozenset(
 )
 # No total timeout: held and streamed responses may last; a dead upstream is caught at connect.
 ROUTE_WAIT = 5.0  # seconds a WebSocket waits for its site's route switch before connecting anyway
+WS_MAX_MESSAGE = 16 * 1024 * 1024  # bytes of one WebSocket message relayed (larger: closed with 1009)
+# Go's http server, Caddy's, reads up to MaxHeaderBytes plus this much before it refuses a request's headers.
+GO_HEADER_SLACK = 4096
 FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5)
 # Sent again after the upstream closed the connection without answering (as Caddy retries only GETs then):
 # a request with a body, or one that changes things, may have been half read or already acted on.
@@ -172,7 +176,7 @@ async def _websocket(request: web.Request, port: int, slots: asyncio.Semaphore) 
                     headers=upstream_headers(request, WS_HANDSHAKE),
                     protocols=protocols,
                     autoping=False,
-                    max_msg_size=0,
+                    max_msg_size=WS_MAX_MESSAGE,
                     timeout=aiohttp.ClientWSTimeout(ws_close=10),
                 )
             )
@@ -180,7 +184,7 @@ async def _websocket(request: web.Request, port: int, slots: asyncio.Semaphore) 
         return web.Response(status=exc.status, text=f"{exc.message}\n")
     async with upstream:
         client = web.WebSocketResponse(
-            protocols=[upstream.protocol] if upstream.protocol else (), autoping=False, max_msg_size=0
+            protocols=[upstream.protocol] if upstream.protocol else (), autoping=False, max_msg_size=WS_MAX_MESSAGE
         )
         await client.prepare(request)
         await asyncio.gather(_pump(client, upstream), _pump(upstream, client))
@@ -204,6 +208,26 @@ async def _pump(
             await dst.pong(msg.data)
     if not dst.closed:
         await dst.close(code=src.close_code or 1000)
+
+
+def server_limits(max_header_bytes: int) -> dict[str, Any]:
+    """The edge listener's parser limits: whatever Caddy lets through warm, the activator takes cold (a 16 KiB
+    cookie, say); and bodies pass through as they came (a gzip upload stays gzip)."""
+    line = max_header_bytes + GO_HEADER_SLACK
+    return {"max_line_size": line, "max_field_size": line, "max_headers": 512, "auto_decompress": False}
+
+
+class BadRequestsInOneLine(logging.Filter):
+    """aiohttp logs a request it cannot parse (an oversized header, say) with a full traceback, at error level:
+    any client could flood the log. One line at warning level says it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = "bad request refused (%d): %s", (exc.code, str(exc.message)[:200])
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 def make_edge_app() -> web.Application:

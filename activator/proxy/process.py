@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +14,27 @@ from pathlib import Path
 import orjson
 
 from activator.config import Config
-from activator.proxy.render import admin_config
+from activator.proxy.render import LISTEN_FD, admin_config, passes_listener
 
 log = logging.getLogger(__name__)
 
 FILES_OVER_CONNECTIONS = 256  # open files a Caddy needs beside its connections: listeners, logs, upstreams
+DEFER_ACCEPT = 5  # seconds the kernel holds a connection that has sent nothing before accept() sees it
+
+
+def listen_socket(http_listen: str) -> socket.socket:
+    """The managed Caddy's listening socket, made here and handed to it (Caddy's "fd/N" address). Caddy keeps
+    one socket across its config reloads (no listener swap, whose queued connections the kernel would reset),
+    and TCP_DEFER_ACCEPT has accept() return a connection only once its request has arrived: a reload, which
+    closes the connections its old server accepted but had not read from yet, finds far fewer of them."""
+    host, _, port = http_listen.rpartition(":")
+    if host in ("", "*", "[::]"):
+        sock = socket.create_server(("", int(port)), family=socket.AF_INET6, dualstack_ipv6=True, backlog=4096)
+    else:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host.strip("[]"), int(port)), family=family, backlog=4096)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT)
+    return sock
 
 
 def bundled_binary() -> Path:
@@ -49,15 +66,24 @@ class CaddyProcess:
             XDG_DATA_HOME=str(self.config.server.state_dir / "caddy"),
             XDG_CONFIG_HOME=str(self.config.server.state_dir / "caddy"),
         )
-        with open(self.system_dir / "logs" / "caddy.log", "ab") as out:
-            self._child = subprocess.Popen(
-                [self.binary, "run", "--config", str(bootstrap), "--pidfile", str(self.pidfile)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                env=env,
-                start_new_session=True,  # not in our process group: a Ctrl-C or kill of dialup leaves it serving
-            )
+        listener = listen_socket(self.config.caddy.http_listen) if passes_listener(self.config) else None
+        try:
+            if listener is not None:
+                os.dup2(listener.fileno(), LISTEN_FD)  # the number the config names, whatever ours was
+            with open(self.system_dir / "logs" / "caddy.log", "ab") as out:
+                self._child = subprocess.Popen(
+                    [self.binary, "run", "--config", str(bootstrap), "--pidfile", str(self.pidfile)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    env=env,
+                    pass_fds=(LISTEN_FD,) if listener is not None else (),
+                    start_new_session=True,  # not in our process group: a Ctrl-C or kill of dialup leaves it serving
+                )
+        finally:
+            if listener is not None:  # Caddy has it now; the activator keeps no copy (a restart of it frees nothing)
+                os.close(LISTEN_FD)
+                listener.close()
         pid = self._child.pid
         files = self.config.caddy.max_connections + FILES_OVER_CONNECTIONS
         try:

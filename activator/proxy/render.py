@@ -22,6 +22,12 @@ FAIL_DURATION = "100ms"
 # How long a request may wait in Caddy for an upstream that takes it: the activator, through its restart
 # (under systemd, back in about a second). Caddy tries again every TRY_INTERVAL meanwhile.
 TRY_DURATION, TRY_INTERVAL = "15s", "10ms"
+LISTEN_FD = 100  # the listening socket's number in the managed Caddy (fixed: the config names it)
+
+
+def passes_listener(config: Config) -> bool:
+    """Caddy gets its listening socket from dialup when dialup runs it, unless it listens for HTTPS itself."""
+    return config.caddy.manage and not config.caddy.automatic_https
 
 
 def proxy_id(site: str) -> str:
@@ -80,7 +86,8 @@ def server(config: Config, running: Mapping[str, int]) -> dict[str, Any]:
     routes.append({"handle": [{"handler": "static_response", "status_code": 404, "body": "unknown host\n"}]})
     caddy = config.caddy
     rendered: dict[str, Any] = {
-        "listen": [caddy.http_listen],
+        # A managed Caddy listens on the socket dialup made and handed it (proxy/process.py).
+        "listen": [f"fd/{LISTEN_FD}" if passes_listener(config) else caddy.http_listen],
         "routes": routes,
         # Every host's access log goes to one logger (logger_names would need each Host exactly, port and all).
         "logs": {"default_logger_name": ACCESS_LOGGER},

@@ -42,7 +42,7 @@ def _proxy(route: dict[str, Any]) -> dict[str, Any]:
 def test_routes_point_at_the_container_only_while_it_runs(tmp_path: Path) -> None:
     rendered = _render(tmp_path)
     server = rendered["apps"]["http"]["servers"]["dialup"]
-    assert server["listen"] == ["127.0.0.1:8080"]
+    assert server["listen"] == ["fd/100"]  # the socket dialup made for the Caddy it runs
     assert server["automatic_https"] == {"disable": True}
     blog, app, fallback = server["routes"]
     assert blog["match"] == [{"host": ["blog.test", "www.blog.test"]}]
@@ -56,6 +56,11 @@ def test_routes_point_at_the_container_only_while_it_runs(tmp_path: Path) -> Non
     assert fallback == {"handle": [{"handler": "static_response", "status_code": 404, "body": "unknown host\n"}]}
     assert rendered["admin"]["listen"] == "unix//tmp/x/caddy.sock"
     assert rendered["admin"]["origins"] == ["localhost"]
+
+
+def test_a_caddy_dialup_does_not_run_listens_where_it_is_told(tmp_path: Path) -> None:
+    server = _render(tmp_path, "manage = false\n")["apps"]["http"]["servers"]["dialup"]
+    assert server["listen"] == ["127.0.0.1:8080"]
 
 
 def test_route_switches_keep_streams_buffers_are_bounded_and_the_activator_is_tried_again(tmp_path: Path) -> None:

@@ -1,0 +1,148 @@
+"""Caddy 2.11 in front, with the real Docker Engine: an activator or a Caddy killed loses nothing, bodies are
+bounded and streamed, and what works warm works cold."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+from typing import Any
+
+import aiohttp
+import psutil
+
+from tests.integration.harness import site, until
+
+STATIC_BODY = "static test site\n"
+MiB = 1 << 20
+
+
+async def get(d: Any, host: str, path: str = "/", **headers: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as s, s.get(d.url + path, headers={"Host": host, **headers}) as r:
+        return r.status, await r.text()
+
+
+async def post_echo(d: Any, host: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    """POST to the test app's /echo: its status, and what it says it received."""
+    async with aiohttp.ClientSession() as s, s.post(f"{d.url}/echo", data=body, headers={"Host": host}) as r:
+        text = await r.text()
+        return r.status, json.loads(text) if r.status == 200 else {"body": text}
+
+
+def caddy_pid(d: Any) -> int:
+    return int((d.dir / "state" / "system" / "caddy.pid").read_text().strip())
+
+
+async def test_an_activator_killed_and_restarted_loses_no_request(deploy, images):
+    sites = [site(name, images["pyapp"], kind="node") for name in ("run", "cold1", "cold2")]
+    d = await deploy(sites)
+    assert (await get(d, "run.test", "/echo"))[0] == 200
+    await d.wait_routed("run")
+    body = os.urandom(20_000)
+    digest = hashlib.sha256(body).hexdigest()
+    failures: list[str] = []
+    done = asyncio.Event()
+
+    async def steady(method: str) -> int:
+        """Requests back to back to the running site, through it all."""
+        count = 0
+        while not done.is_set():
+            try:
+                if method == "GET":
+                    status, _ = await get(d, "run.test", "/echo")
+                else:
+                    status, info = await post_echo(d, "run.test", body)
+                    assert status != 200 or info["sha256"] == digest
+            except (aiohttp.ClientError, AssertionError) as exc:
+                failures.append(f"{method} run.test: {exc!r}")
+                continue
+            if status != 200:
+                failures.append(f"{method} run.test: {status}")
+            count += 1
+        return count
+
+    clients = [asyncio.ensure_future(steady(m)) for m in ("GET", "POST", "GET", "POST")]
+    await asyncio.sleep(0)
+    d.kill()  # SIGKILL: no goodbye
+    # Requests for stopped sites while the activator is down wait in Caddy, which keeps trying it.
+    cold = [
+        asyncio.ensure_future(get(d, "cold1.test", "/echo")),
+        asyncio.ensure_future(post_echo(d, "cold2.test", body)),
+        asyncio.ensure_future(get(d, "cold2.test", "/echo")),
+    ]
+    await d.start()  # back (systemd would restart it as fast)
+    (get1, _), (post2, info), (get2, _) = await asyncio.gather(*cold)
+    assert (get1, post2, get2) == (200, 200, 200) and info["sha256"] == digest
+    done.set()
+    served = await asyncio.gather(*clients)
+    assert failures == [] and all(served)
+
+
+async def test_a_killed_caddy_is_started_again_with_its_config(deploy, images):
+    d = await deploy([site("blog", images["static"]), site("app", images["static"])])
+    assert await get(d, "blog.test") == (200, STATIC_BODY)
+    await d.wait_routed("blog")
+    before = caddy_pid(d)
+    os.kill(before, signal.SIGKILL)
+
+    async def serving() -> bool:
+        try:
+            return await get(d, "blog.test") == (200, STATIC_BODY) and caddy_pid(d) != before
+        except (aiohttp.ClientError, OSError, ValueError):
+            return False
+
+    await until(serving, 10, "a new Caddy serving the running site")
+    assert await get(d, "app.test") == (200, STATIC_BODY)  # and the stopped one, through the activator
+    status = await d.admin_json("/status")
+    assert status["caddy"]["managed"] and status["caddy"]["up"] and status["caddy"]["restarts"] == 1
+    assert [e["kind"] for e in await d.events("(caddy)")] == ["caddy_restarted"]
+
+
+async def test_a_16k_cookie_that_works_warm_works_cold(deploy, images):
+    d = await deploy([site("blog", images["static"])])
+    cookie = "c=" + "x" * (16 * 1024 - 100)
+    assert await get(d, "blog.test", Cookie=cookie) == (200, STATIC_BODY)  # cold: through the activator
+    await d.wait_routed("blog")
+    assert await get(d, "blog.test", Cookie=cookie) == (200, STATIC_BODY)  # warm: Caddy to the container
+
+
+async def test_a_body_over_max_body_gets_413_and_one_under_it_arrives_whole(deploy, images):
+    d = await deploy([site("app", images["pyapp"], kind="node", max_body="1MiB")])
+    small = os.urandom(MiB // 2)
+    status, info = await post_echo(d, "app.test", small)
+    assert status == 200 and info["sha256"] == hashlib.sha256(small).hexdigest()
+    status, _ = await post_echo(d, "app.test", os.urandom(2 * MiB))
+    assert status == 413
+
+
+async def test_an_upload_larger_than_the_buffer_streams_through_caddy(deploy, images, tmp_path):
+    d = await deploy([site("app", images["pyapp"], kind="next")])  # the app holds the body: give it room
+    assert (await get(d, "app.test", "/echo"))[0] == 200
+    await d.wait_routed("app")
+    size = 64 * MiB
+    upload = tmp_path / "upload.bin"
+    await asyncio.to_thread(upload.write_bytes, os.urandom(size))
+    caddy = psutil.Process(caddy_pid(d))
+    base = peak = caddy.memory_info().rss
+    sending = True
+
+    async def watch() -> None:
+        nonlocal peak
+        while sending:
+            peak = max(peak, caddy.memory_info().rss)
+            await asyncio.sleep(0.02)
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        body = await asyncio.to_thread(upload.open, "rb")
+        with body:
+            async with aiohttp.ClientSession() as s:
+                async with s.post(f"{d.url}/echo", data=body, headers={"Host": "app.test"}) as r:
+                    assert r.status == 200 and (await r.json())["length"] == size
+    finally:
+        sending = False
+        await watcher
+    # Streamed, not held: Caddy grew by a small part of the body, not by its size (as with unbounded buffers).
+    assert peak - base < size // 4, f"Caddy grew by {(peak - base) / MiB:.0f} MiB for a {size // MiB} MiB upload"
