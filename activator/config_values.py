@@ -3,6 +3,7 @@ numbers and the like, and the table reader that names every key it complains abo
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -231,8 +232,30 @@ def _listen_text(value: Any) -> str:
 
 
 def _caddy_admin(value: Any) -> str:
-    text = _typed(str, "'unix//path/to.sock' or 'host:port'")(value)
+    """Caddy's admin API changes everything Caddy does (Caddy usually runs as root): a unix socket, or an address
+    only this machine can reach. An empty host (":2019") would be every interface."""
+    text = _typed(str, "'unix//path/to.sock' or a loopback 'host:port'")(value)
     if text.startswith("unix//"):
         return text
-    parse_listen(text)
+    try:
+        parse_listen(text)
+        local = _loopback(text.rpartition(":")[0])
+    except ValueError:
+        local = False
+    if not local:
+        raise ValueError(
+            "expected 'unix//path/to.sock' or a loopback address and port (127.0.0.1:2019, [::1]:2019, localhost:2019)"
+        )
     return text
+
+
+def _loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8, or [::1] (IPv6 in brackets, as Caddy and Go write it next to a port)."""
+    if host == "localhost":
+        return True
+    bracketed = host.startswith("[") and host.endswith("]")
+    try:
+        address = ipaddress.ip_address(host[1:-1] if bracketed else host)
+    except ValueError:
+        return False
+    return address.is_loopback and (address.version == 6) == bracketed

@@ -100,6 +100,24 @@ def test_errors_name_file_key_and_value(tmp_path: Path, text: str, key: str, val
         assert err.value.key == key and value in message, message
 
 
+@pytest.mark.parametrize(
+    "admin", ["unix//run/dialup/caddy.sock", "127.0.0.1:2019", "127.0.0.53:2019", "localhost:2019", "[::1]:2019"]
+)
+def test_caddy_admin_is_a_unix_socket_or_a_loopback_address(tmp_path: Path, admin: str) -> None:
+    assert load_config(write(tmp_path, f'[caddy]\nadmin = "{admin}"\n' + SITE)).caddy.admin == admin
+
+
+@pytest.mark.parametrize(
+    "admin", [":2019", "0.0.0.0:2019", "192.168.1.10:2019", "example.com:2019", "[::]:2019", "::1:2019", "unix/x.sock"]
+)
+def test_caddy_admin_reachable_from_elsewhere_is_refused(tmp_path: Path, admin: str) -> None:
+    path = write(tmp_path, f'[caddy]\nadmin = "{admin}"\n' + SITE)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert (err.value.path, err.value.key, err.value.value) == (str(path), "caddy.admin", admin)
+    assert str(err.value).startswith(f"{path}: caddy.admin = {admin!r}: expected 'unix//path/to.sock' or a loopback")
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "nope.toml")
