@@ -32,6 +32,7 @@ from activator.config_values import (
     parse_listen,
     parse_optional_duration,
     parse_size,
+    unsafe_capabilities,
 )
 from activator.model import Kind, Network, Strategy
 
@@ -178,6 +179,10 @@ _BUILTIN = SiteConfig(name="-", hosts=(), image="-", port=1)
 
 def _site(path: Path, index: int, data: object, inherited: dict[str, Any]) -> SiteConfig:
     t = _Table(path, f"sites[{index}]", data)
+    cap_add = t.get("cap_add", _capabilities, ())
+    allow_any = t.get("allow_any_capability", _typed(bool, "true or false"), False)
+    if not allow_any and (problem := unsafe_capabilities(cap_add)):
+        raise ConfigError(path, t.key("cap_add"), list(cap_add), problem)
     site = SiteConfig(
         name=t.get("name", _name),
         hosts=t.get("hosts", _hosts),
@@ -188,7 +193,7 @@ def _site(path: Path, index: int, data: object, inherited: dict[str, Any]) -> Si
         env=t.get("env", _env, ()),
         cpus=t.get("cpus", _positive(_number), 0.0),
         cpu_shares=t.get("cpu_shares", _shares, 0),
-        cap_add=t.get("cap_add", _capabilities, ()),
+        cap_add=cap_add,
         read_only=t.get("read_only", _typed(bool, "true or false"), False),
         **{key: t.get(key, convert, inherited[key]) for key, convert in _INHERITED.items()},
     )

@@ -192,6 +192,25 @@ def _shares(value: Any) -> int:
     return shares
 
 
+# Capabilities a site may add without `allow_any_capability = true`: a subset of what Docker grants by default,
+# for apps that bind a port below 1024 or start as root and then switch to their own user (CHOWN, SETUID, SETGID,
+# DAC_OVERRIDE, FOWNER: an entrypoint that chowns its data and drops privileges; KILL: a process manager
+# signalling children of another user). Left out of Docker's defaults: NET_RAW (raw packets on the sites'
+# network), MKNOD, SETFCAP, SETPCAP, SYS_CHROOT, AUDIT_WRITE, FSETID.
+SAFE_CAPABILITIES = ("NET_BIND_SERVICE", "CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "KILL")
+
+
+def unsafe_capabilities(caps: tuple[str, ...]) -> str:
+    """What is wrong with `caps` when the site does not set allow_any_capability = true ("" if nothing is)."""
+    unsafe = [cap for cap in caps if cap not in SAFE_CAPABILITIES]
+    if not unsafe:
+        return ""
+    return (
+        f"{', '.join(unsafe)} not among the capabilities a site may add ({', '.join(SAFE_CAPABILITIES)});"
+        " set allow_any_capability = true on the site to allow it"
+    )
+
+
 def _capabilities(value: Any) -> tuple[str, ...]:
     caps = _strings(value)
     for cap in caps:

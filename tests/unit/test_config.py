@@ -118,6 +118,31 @@ def test_caddy_admin_reachable_from_elsewhere_is_refused(tmp_path: Path, admin: 
     assert str(err.value).startswith(f"{path}: caddy.admin = {admin!r}: expected 'unix//path/to.sock' or a loopback")
 
 
+def test_cap_add_takes_the_safe_set_without_asking(tmp_path: Path) -> None:
+    text = SITE + 'cap_add = ["NET_BIND_SERVICE", "CAP_CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "KILL"]\n'
+    (site,) = load_config(write(tmp_path, text)).sites
+    assert site.cap_add == ("NET_BIND_SERVICE", "CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "KILL")
+
+
+@pytest.mark.parametrize("cap", ["NET_RAW", "NET_ADMIN", "SYS_ADMIN", "CAP_SYS_PTRACE", "ALL", "MKNOD"])
+def test_cap_add_outside_the_safe_set_is_refused_naming_key_and_value(tmp_path: Path, cap: str) -> None:
+    path = write(tmp_path, SITE + f'cap_add = ["NET_BIND_SERVICE", "{cap}"]\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert (err.value.path, err.value.key) == (str(path), "sites[0].cap_add")
+    message = str(err.value)
+    assert message.startswith(f"{path}: sites[0].cap_add = ") and cap.removeprefix("CAP_") in message, message
+    assert "allow_any_capability = true" in message
+
+
+def test_allow_any_capability_lets_a_site_add_any(tmp_path: Path) -> None:
+    text = SITE + 'cap_add = ["NET_ADMIN", "SYS_PTRACE"]\nallow_any_capability = true\n'
+    assert load_config(write(tmp_path, text)).sites[0].cap_add == ("NET_ADMIN", "SYS_PTRACE")
+    path = write(tmp_path, SITE + 'allow_any_capability = "yes"\n')
+    with pytest.raises(ConfigError, match=r"sites\[0\]\.allow_any_capability = 'yes'"):
+        load_config(path)
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "nope.toml")
