@@ -47,6 +47,11 @@ def _hardened(pids: int, nofile: int) -> dict[str, Any]:
     }
 
 
+def _refused(site: str, what: str, exc: docker.errors.APIError) -> StartFailed:
+    """The engine refused: its message for the operator, only what it refused for a client."""
+    return StartFailed(site, f"docker could not {what}: {exc.explanation or exc}", f"docker could not {what}")
+
+
 class DockerRuntime:
     """ContainerRuntime on the Docker Engine. Every container carries the deployment and site labels."""
 
@@ -143,7 +148,7 @@ class DockerRuntime:
             except docker.errors.APIError as exc:
                 if exc.status_code == 409:  # the only conflict a create meets: the name is taken
                     raise ContainerExists(site.name, name) from None
-                raise StartFailed(site.name, f"docker could not create it: {exc.explanation or exc}") from None
+                raise _refused(site.name, "create it", exc) from None
             return Container(
                 id=made.id or "", status="created", site=site.name, network_mode=network.get("network_mode", "")
             )
@@ -171,7 +176,7 @@ class DockerRuntime:
             except docker.errors.ImageNotFound:
                 raise ImageMissing(site.name, image) from None
             except docker.errors.APIError as exc:
-                raise StartFailed(site.name, f"docker could not create its holder: {exc.explanation or exc}") from None
+                raise _refused(site.name, "create its holder", exc) from None
             return Container(id=made["Id"], status="created", site=site.name, role="holder", publishes=site.port)
 
         return await self._run("create", create)
@@ -212,7 +217,7 @@ class DockerRuntime:
             except docker.errors.APIError as exc:
                 if exc.status_code == 409 and "removal" in str(exc.explanation):  # being removed right now
                     raise ContainerGone(container_id) from None
-                raise StartFailed(site.name, f"docker could not start it: {exc.explanation or exc}") from None
+                raise _refused(site.name, "start it", exc) from None
 
         return await self._run("start", start)
 
