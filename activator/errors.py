@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 from pathlib import Path
 
 
@@ -16,6 +18,22 @@ class AlreadyRunning(Exception):
         self.path, self.pid = path, pid
         who = f"pid {pid}" if pid is not None else "a process that has not written its pid yet"
         super().__init__(f"another dialup is running on this state directory: {who} holds the lock {path}")
+
+
+class StateDirRefused(Exception):
+    """The state directory (or its system/) cannot be trusted: another user owns it, or can write in it."""
+
+    def __init__(self, path: Path, owner: int | None, problem: str) -> None:
+        self.path, self.owner, self.problem = path, owner, problem
+        whose = f"; its owner is {_user(owner)}, and dialup runs as {_user(os.geteuid())}" if owner is not None else ""
+        super().__init__(f"refusing the state directory {path}: {problem}{whose}")
+
+
+def _user(uid: int) -> str:
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 class SiteUnavailable(Exception):
