@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from activator.config_values import HostPort as HostPort
 from activator.config_values import (
     _caddy_admin,
     _capabilities,
+    _dir_value,
     _enum,
     _env,
     _hosts,
@@ -217,7 +219,8 @@ def load_config(path: Path | str) -> Config:
     s = _Table(path, "server", root.get("server", dict, {}))
     base = ServerConfig()
     server = ServerConfig(
-        state_dir=Path(s.get("state_dir", _path_value, str(base.state_dir))),
+        # Relative: to the config file's directory (as the demo's is), so every command finds the same one.
+        state_dir=Path(os.path.abspath(path.parent / s.get("state_dir", _dir_value, str(base.state_dir)))),
         listen=s.get("listen", parse_listen, base.listen),
         name=s.get("name", _name, base.name),
         access_log_listen=s.get("access_log_listen", parse_listen, base.access_log_listen),

@@ -233,6 +233,14 @@ def _path_value(value: Any) -> str:
     return text
 
 
+def _dir_value(value: Any) -> str:
+    """A directory: absolute, or relative to the config file's directory (load_config makes it absolute)."""
+    text = _typed(str, "a directory path")(value)
+    if not text.strip():
+        raise ValueError("expected a directory path")
+    return text
+
+
 def _strings(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise TypeError("expected a list of strings")

@@ -81,7 +81,8 @@ def test_sizes(text: object, expected: int) -> None:
         ('[caddy]\nadmin = "somewhere"\n' + SITE, "caddy.admin", "'somewhere'"),
         ('[caddy]\nmanage = "yes"\n' + SITE, "caddy.manage", "'yes'"),
         ('[defaults]\nimage = "x"\n' + SITE, "defaults.image", "'x'"),
-        ('[server]\nstate_dir = "relative"\n' + SITE, "server.state_dir", "'relative'"),
+        ('[server]\nstate_dir = ""\n' + SITE, "server.state_dir", "''"),
+        ("[server]\nstate_dir = 3\n" + SITE, "server.state_dir", "3"),
         ("sites = 3\n", "sites", "3"),
         (SITE + 'network = "bridge"\n', "sites[0].network", "'bridge'"),
         ('[holder]\nbusybox = "busybox"\n' + SITE, "holder.busybox", "'busybox'"),
@@ -98,6 +99,25 @@ def test_errors_name_file_key_and_value(tmp_path: Path, text: str, key: str, val
         assert "(syntax)" in message  # TOML itself refuses a repeated key
     else:
         assert err.value.key == key and value in message, message
+
+
+def test_a_relative_state_dir_is_the_config_files_directorys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "etc").mkdir()
+    write(tmp_path / "etc", '[server]\nstate_dir = "../state/"\n' + SITE)
+    monkeypatch.chdir(tmp_path)
+    config = load_config("etc/dialup.toml")  # wherever the command runs from
+    assert config.server.state_dir == tmp_path / "state"
+    assert config.server.admin_socket == tmp_path / "state" / "system" / "dialup.sock"
+    write(tmp_path, '[server]\nstate_dir = "/srv/dialup"\n' + SITE)
+    assert load_config(tmp_path / "dialup.toml").server.state_dir == Path("/srv/dialup")
+
+
+def test_the_demo_keeps_its_state_in_the_repository_not_in_tmp() -> None:
+    root = Path(__file__).resolve().parents[2]
+    config = load_config(root / "examples" / "demo.toml")
+    assert config.server.state_dir == root / "examples" / ".dialup-demo"
+    assert not config.caddy.admin.startswith("unix//tmp/")
+    assert "examples/.dialup-demo/" in (root / ".gitignore").read_text().splitlines()
 
 
 @pytest.mark.parametrize(
