@@ -18,7 +18,7 @@ from activator.errors import ContainerExists, ContainerGone, ImageMissing, Runti
 from activator.metrics import DOCKER_CALLS
 from activator.model import Container, ContainerEvent, MiB
 from activator.runtime.events import EventStream
-from activator.runtime.holder_image import build_context
+from activator.runtime.holder_image import ensure_image
 from activator.runtime.inspection import _container
 from activator.runtime.labels import LABEL_DEPLOYMENT, LABEL_ROLE, LABEL_SITE, container_name, holder_name
 
@@ -183,29 +183,7 @@ class DockerRuntime:
 
     async def ensure_holder_image(self, holder: HolderConfig) -> bool:
         """Build the holders' image from the local busybox unless the engine has it. True if it was built."""
-
-        def ensure() -> bool:
-            try:
-                self.client.api.inspect_image(holder.image)  # type: ignore[no-untyped-call]
-                return False
-            except docker.errors.ImageNotFound:
-                pass
-            try:
-                context = build_context(holder.busybox)
-            except OSError as exc:
-                raise RuntimeUnavailable(
-                    f"the holder image {holder.image} is missing and cannot be built from {holder.busybox} ({exc}):"
-                    ' install busybox-static, set holder.busybox, or set network = "plain" on every site'
-                ) from None
-            try:
-                for _ in self.client.api.build(fileobj=context, custom_context=True, tag=holder.image, rm=True):
-                    pass
-                self.client.api.inspect_image(holder.image)  # type: ignore[no-untyped-call]
-            except docker.errors.DockerException as exc:
-                raise RuntimeUnavailable(f"could not build the holder image {holder.image}: {exc}") from None
-            return True
-
-        return await self._run("build", ensure)
+        return await self._run("build", ensure_image, self.client.api, holder)
 
     async def start(self, site: SiteConfig, container_id: str) -> Container:
         def start() -> Container:
