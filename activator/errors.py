@@ -11,6 +11,17 @@ class RuntimeUnavailable(Exception):
     """The container engine cannot be reached at all."""
 
 
+class NetworkUnfit(RuntimeUnavailable):
+    """A network of the deployment network's name exists and cannot serve as it."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name, self.problem = name, problem
+        super().__init__(
+            f"the network {name} cannot isolate the sites: {problem}; remove it (docker network rm {name}) or"
+            " give the deployment another [server] name"
+        )
+
+
 class AlreadyRunning(Exception):
     """Another process (another `dialup up`) holds the state directory's lock."""
 

@@ -20,7 +20,8 @@ from activator.model import Container, ContainerEvent, MiB
 from activator.runtime.events import EventStream
 from activator.runtime.holder_image import ensure_image
 from activator.runtime.inspection import _container
-from activator.runtime.labels import LABEL_DEPLOYMENT, LABEL_ROLE, LABEL_SITE, container_name, holder_name
+from activator.runtime.labels import LABEL_DEPLOYMENT, LABEL_ROLE, LABEL_SITE, container_name, holder_name, network_name
+from activator.runtime.network import ensure as ensure_bridge
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,6 +58,7 @@ class DockerRuntime:
 
     def __init__(self, deployment: str, *, workers: int = 8) -> None:
         self.deployment = deployment
+        self.network = network_name(deployment)  # holders and plain sites are made on it (runtime/network.py)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docker")
         self._stop_pool = ThreadPoolExecutor(max_workers=STOP_WORKERS, thread_name_prefix="docker-stop")
         self._client: docker.DockerClient | None = None
@@ -97,6 +99,10 @@ class DockerRuntime:
 
     # -- ContainerRuntime ---------------------------------------------------------------------
 
+    async def ensure_network(self) -> None:
+        """The deployment's isolating bridge network: created, or adopted if it is there (runtime/network.py)."""
+        await self._run("network", ensure_bridge, self.client.api, self.network, self.deployment)
+
     async def find(self, site: SiteConfig) -> Container | None:
         return await self._inspect(container_name(self.deployment, site.name), site.port)
 
@@ -109,7 +115,7 @@ class DockerRuntime:
                 attrs = self.client.api.inspect_container(name)
             except docker.errors.NotFound:
                 return None
-            return _container(attrs, port)
+            return _container(attrs, port, self.network)
 
         return await self._run("inspect", find)
 
@@ -120,7 +126,7 @@ class DockerRuntime:
             {"network_mode": f"container:{holder_id}"}
             if holder_id
             # None: the engine picks a free port on 127.0.0.1.
-            else {"ports": {f"{site.port}/tcp": ("127.0.0.1", None)}}
+            else {"network": self.network, "ports": {f"{site.port}/tcp": ("127.0.0.1", None)}}
         )
         name = container_name(self.deployment, site.name)
 
@@ -166,6 +172,7 @@ class DockerRuntime:
                     labels=self.labels(site.name, "holder"),
                     ports=[site.port],
                     host_config=self.client.api.create_host_config(
+                        network_mode=self.network,
                         port_bindings={site.port: ("127.0.0.1", None)},
                         mem_limit=HOLDER_MEMORY,
                         memswap_limit=HOLDER_MEMORY,
@@ -189,7 +196,7 @@ class DockerRuntime:
         def start() -> Container:
             try:
                 self.client.api.start(container_id)
-                return _container(self.client.api.inspect_container(container_id), site.port)
+                return _container(self.client.api.inspect_container(container_id), site.port, self.network)
             except docker.errors.NotFound:
                 raise ContainerGone(container_id) from None
             except docker.errors.APIError as exc:
