@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from collections.abc import AsyncIterator, Callable
-from contextlib import suppress
 
 import aiohttp
 from aiohttp import web
 
-from activator import statelock
+from activator import statedir, statelock
 from activator.api import make_admin_app
 from activator.clock import SystemClock
 from activator.config import Config
 from activator.edge import HTTP, SUPERVISOR, BadRequestsInOneLine, make_edge_app, server_limits
 from activator.monitor import Monitor
+from activator.privatesocket import bind_private
 from activator.proxy.accesslog import AccessLogListener
 from activator.proxy.caddy import CaddyAdmin, CaddyRouter
 from activator.proxy.guard import CaddyGuard
@@ -142,13 +141,9 @@ async def monitor_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def admin_ctx(app: web.Application) -> AsyncIterator[None]:
-    path = app[CONFIG].server.admin_socket
-    with suppress(FileNotFoundError):
-        path.unlink()
     runner = web.AppRunner(make_admin_app(app[SUPERVISOR], app[STORE], app[MONITOR], app[GUARD]), access_log=None)
     await runner.setup()
-    await web.UnixSite(runner, str(path)).start()
-    os.chmod(path, 0o600)
+    await web.SockSite(runner, bind_private(app[CONFIG].server.admin_socket)).start()  # 0600 from the start
     yield
     await runner.cleanup()
 
@@ -235,6 +230,6 @@ class Server:
 
 async def serve(config: Config) -> None:
     """`dialup up`: run until SIGINT or SIGTERM."""
-    config.server.system_dir.mkdir(parents=True, exist_ok=True)
+    statedir.prepare(config.server)  # made 0700, or refused if another user owns it
     statelock.hold(config.server.system_dir)  # first: a second `dialup up` must change nothing
     await Server(config).serve()

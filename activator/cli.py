@@ -13,8 +13,9 @@ from typing import Any
 import aiohttp
 import orjson
 
+from activator import statedir
 from activator.config import Config, ConfigError, load_config
-from activator.errors import AlreadyRunning, RuntimeUnavailable
+from activator.errors import AlreadyRunning, RuntimeUnavailable, StateDirRefused
 from activator.model import Container, Network
 from activator.proxy.caddy import CaddyAdmin, CaddyError
 from activator.proxy.render import render
@@ -49,6 +50,7 @@ async def _status(config: Config) -> dict[str, Any]:
         async with aiohttp.ClientSession(connector=connector) as s, s.get("http://localhost/status") as r:
             live: dict[str, Any] = await r.json()
             return live
+    statedir.prepare(config.server)  # the event log is opened (made if need be) in it
     runtime = DockerRuntime(config.server.name, workers=2)
     await runtime.open()
     store = Store(config.server.db_path)
@@ -171,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ImportError:  # pragma: no cover - uvloop is a dependency, but the loop works without it
                 pass
             asyncio.run(serve(config))
-    except (RuntimeUnavailable, CaddyError, AlreadyRunning) as exc:
+    except (RuntimeUnavailable, CaddyError, AlreadyRunning, StateDirRefused) as exc:
         print(f"dialup: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from activator.config_values import (
     _at_least,
     _caddy_admin,
     _capabilities,
+    _dir_value,
     _enum,
     _env,
     _hosts,
@@ -34,6 +36,7 @@ from activator.config_values import (
     parse_optional_duration,
     parse_optional_size,
     parse_size,
+    unsafe_capabilities,
 )
 from activator.model import Kind, Network, Strategy
 
@@ -192,6 +195,10 @@ _BUILTIN = SiteConfig(name="-", hosts=(), image="-", port=1)
 
 def _site(path: Path, index: int, data: object, inherited: dict[str, Any]) -> SiteConfig:
     t = _Table(path, f"sites[{index}]", data)
+    cap_add = t.get("cap_add", _capabilities, ())
+    allow_any = t.get("allow_any_capability", _typed(bool, "true or false"), False)
+    if not allow_any and (problem := unsafe_capabilities(cap_add)):
+        raise ConfigError(path, t.key("cap_add"), list(cap_add), problem)
     site = SiteConfig(
         name=t.get("name", _name),
         hosts=t.get("hosts", _hosts),
@@ -202,7 +209,7 @@ def _site(path: Path, index: int, data: object, inherited: dict[str, Any]) -> Si
         env=t.get("env", _env, ()),
         cpus=t.get("cpus", _positive(_number), 0.0),
         cpu_shares=t.get("cpu_shares", _shares, 0),
-        cap_add=t.get("cap_add", _capabilities, ()),
+        cap_add=cap_add,
         read_only=t.get("read_only", _typed(bool, "true or false"), False),
         **{key: t.get(key, convert, inherited[key]) for key, convert in _INHERITED.items()},
     )
@@ -226,7 +233,8 @@ def load_config(path: Path | str) -> Config:
     s = _Table(path, "server", root.get("server", dict, {}))
     base = ServerConfig()
     server = ServerConfig(
-        state_dir=Path(s.get("state_dir", _path_value, str(base.state_dir))),
+        # Relative: to the config file's directory (as the demo's is), so every command finds the same one.
+        state_dir=Path(os.path.abspath(path.parent / s.get("state_dir", _dir_value, str(base.state_dir)))),
         listen=s.get("listen", parse_listen, base.listen),
         name=s.get("name", _name, base.name),
         access_log_listen=s.get("access_log_listen", parse_listen, base.access_log_listen),

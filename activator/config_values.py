@@ -3,6 +3,7 @@ numbers and the like, and the table reader that names every key it complains abo
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -211,6 +212,25 @@ def _shares(value: Any) -> int:
     return shares
 
 
+# Capabilities a site may add without `allow_any_capability = true`: a subset of what Docker grants by default,
+# for apps that bind a port below 1024 or start as root and then switch to their own user (CHOWN, SETUID, SETGID,
+# DAC_OVERRIDE, FOWNER: an entrypoint that chowns its data and drops privileges; KILL: a process manager
+# signalling children of another user). Left out of Docker's defaults: NET_RAW (raw packets on the sites'
+# network), MKNOD, SETFCAP, SETPCAP, SYS_CHROOT, AUDIT_WRITE, FSETID.
+SAFE_CAPABILITIES = ("NET_BIND_SERVICE", "CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "KILL")
+
+
+def unsafe_capabilities(caps: tuple[str, ...]) -> str:
+    """What is wrong with `caps` when the site does not set allow_any_capability = true ("" if nothing is)."""
+    unsafe = [cap for cap in caps if cap not in SAFE_CAPABILITIES]
+    if not unsafe:
+        return ""
+    return (
+        f"{', '.join(unsafe)} not among the capabilities a site may add ({', '.join(SAFE_CAPABILITIES)});"
+        " set allow_any_capability = true on the site to allow it"
+    )
+
+
 def _capabilities(value: Any) -> tuple[str, ...]:
     caps = _strings(value)
     for cap in caps:
@@ -233,6 +253,14 @@ def _path_value(value: Any) -> str:
     return text
 
 
+def _dir_value(value: Any) -> str:
+    """A directory: absolute, or relative to the config file's directory (load_config makes it absolute)."""
+    text = _typed(str, "a directory path")(value)
+    if not text.strip():
+        raise ValueError("expected a directory path")
+    return text
+
+
 def _strings(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise TypeError("expected a list of strings")
@@ -251,8 +279,30 @@ def _listen_text(value: Any) -> str:
 
 
 def _caddy_admin(value: Any) -> str:
-    text = _typed(str, "'unix//path/to.sock' or 'host:port'")(value)
+    """Caddy's admin API changes everything Caddy does (Caddy usually runs as root): a unix socket, or an address
+    only this machine can reach. An empty host (":2019") would be every interface."""
+    text = _typed(str, "'unix//path/to.sock' or a loopback 'host:port'")(value)
     if text.startswith("unix//"):
         return text
-    parse_listen(text)
+    try:
+        parse_listen(text)
+        local = _loopback(text.rpartition(":")[0])
+    except ValueError:
+        local = False
+    if not local:
+        raise ValueError(
+            "expected 'unix//path/to.sock' or a loopback address and port (127.0.0.1:2019, [::1]:2019, localhost:2019)"
+        )
     return text
+
+
+def _loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8, or [::1] (IPv6 in brackets, as Caddy and Go write it next to a port)."""
+    if host == "localhost":
+        return True
+    bracketed = host.startswith("[") and host.endswith("]")
+    try:
+        address = ipaddress.ip_address(host[1:-1] if bracketed else host)
+    except ValueError:
+        return False
+    return address.is_loopback and (address.version == 6) == bracketed

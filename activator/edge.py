@@ -66,9 +66,10 @@ class _NoAnswer(Exception):
 
 
 def unavailable(exc: SiteUnavailable) -> web.Response:
+    """The answer a client gets: the short public phrase (the whole reason is in the event log and `status`)."""
     return web.Response(
         status=503,
-        text=f"site {exc.site!r} is unavailable: {exc.reason}\n",
+        text=f"site {exc.site!r} is unavailable: {exc.public}\n",
         headers={"Retry-After": str(exc.retry_after), "Cache-Control": "no-store"},
     )
 

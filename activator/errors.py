@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 from pathlib import Path
 
 
 class RuntimeUnavailable(Exception):
     """The container engine cannot be reached at all."""
+
+
+class NetworkUnfit(RuntimeUnavailable):
+    """A network of the deployment network's name exists and cannot serve as it."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name, self.problem = name, problem
+        super().__init__(
+            f"the network {name} cannot isolate the sites: {problem}; remove it (docker network rm {name}) or"
+            " give the deployment another [server] name"
+        )
 
 
 class AlreadyRunning(Exception):
@@ -18,13 +31,32 @@ class AlreadyRunning(Exception):
         super().__init__(f"another dialup is running on this state directory: {who} holds the lock {path}")
 
 
+class StateDirRefused(Exception):
+    """The state directory (or its system/) cannot be trusted: another user owns it, or can write in it."""
+
+    def __init__(self, path: Path, owner: int | None, problem: str) -> None:
+        self.path, self.owner, self.problem = path, owner, problem
+        whose = f"; its owner is {_user(owner)}, and dialup runs as {_user(os.geteuid())}" if owner is not None else ""
+        super().__init__(f"refusing the state directory {path}: {problem}{whose}")
+
+
+def _user(uid: int) -> str:
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
+
+
 class SiteUnavailable(Exception):
-    """A request for a configured site cannot be served now; `reason` is one line for the client."""
+    """A request for a configured site cannot be served now. `reason` is the whole story in one line, for the
+    operator (the event log, `status`, the activator's log); `public` is the short phrase a client is told, without
+    what only the operator should read (the app's log lines, the engine's messages, Python errors)."""
 
     retry_after = 5
 
-    def __init__(self, site: str, reason: str) -> None:
+    def __init__(self, site: str, reason: str, public: str | None = None) -> None:
         self.site, self.reason = site, reason
+        self.public = reason if public is None else public
         super().__init__(f"{site}: {reason}")
 
 
@@ -34,11 +66,12 @@ class StartFailed(SiteUnavailable):
 
 class AppExited(StartFailed):
     """The app's container exited (or was killed for its memory) before it answered: the app's doing, so a
-    crash. Other StartFailed errors are the engine's or ours, and are not counted as crashes."""
+    crash. Other StartFailed errors are the engine's or ours, and are not counted as crashes. The container's
+    last log line goes into `reason`, never into `public`: an app may print anything (paths, secrets)."""
 
-    def __init__(self, site: str, reason: str, oom: bool) -> None:
-        self.oom = oom
-        super().__init__(site, reason)
+    def __init__(self, site: str, reason: str, oom: bool, last_line: str = "") -> None:
+        self.oom, self.last_line = oom, last_line
+        super().__init__(site, f"{reason}: {last_line}" if last_line else reason, public=reason)
 
 
 class ImageMissing(StartFailed):
@@ -53,7 +86,9 @@ class ContainerExists(StartFailed):
 
     def __init__(self, site: str, name: str) -> None:
         self.name = name
-        super().__init__(site, f"docker could not create it: a container named {name!r} already exists")
+        super().__init__(
+            site, f"docker could not create it: a container named {name!r} already exists", "docker could not create it"
+        )
 
 
 class StartTimeout(SiteUnavailable):
@@ -81,8 +116,8 @@ class ContainerGone(Exception):
 class SiteFailing(SiteUnavailable):
     """Crashed too often lately: answered at once until the backoff allows the next try."""
 
-    def __init__(self, site: str, reason: str, retry_after: int) -> None:
-        super().__init__(site, reason)
+    def __init__(self, site: str, reason: str, retry_after: int, public: str | None = None) -> None:
+        super().__init__(site, reason, public)
         self.retry_after = max(1, retry_after)
 
 
@@ -98,4 +133,5 @@ class BudgetFull(SiteUnavailable):
             site,
             f"memory budget full: it needs {need // mib} MiB, {used // mib} of {budget // mib} MiB are held "
             "by sites that cannot be stopped now",
+            "memory budget full",
         )

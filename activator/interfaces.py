@@ -12,6 +12,11 @@ from activator.model import Container, ContainerEvent, EventKind
 
 
 class ContainerRuntime(Protocol):
+    async def ensure_network(self) -> None:
+        """The deployment's network, on which holders and plain sites are made (sites on it cannot reach each
+        other): created, or adopted if it is there. Called once at startup, before anything is created."""
+        ...
+
     async def find(self, site: SiteConfig) -> Container | None: ...
 
     async def find_holder(self, site: SiteConfig) -> Container | None: ...

@@ -102,6 +102,9 @@ class Container:
     role: str = "site"  # "site", or "holder" for a site's network holder
     network_mode: str = ""  # the engine's HostConfig.NetworkMode: "container:<holder id>" for a joined site
     publishes: int | None = None  # the container port it publishes, whatever its state
+    # On the deployment's own network (or in a holder's namespace); False: on Docker's default bridge, where
+    # every container reaches every other (made by a dialup from before sites were isolated).
+    isolated: bool = True
 
     @property
     def running(self) -> bool:

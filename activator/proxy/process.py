@@ -56,7 +56,7 @@ class CaddyProcess:
     def start(self) -> int:
         admin = self.config.caddy.admin
         if admin.startswith("unix//"):
-            Path(admin.removeprefix("unix/")).parent.mkdir(parents=True, exist_ok=True)
+            Path(admin.removeprefix("unix/")).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         (self.system_dir / "logs").mkdir(parents=True, exist_ok=True)
         bootstrap = self.system_dir / "caddy-bootstrap.json"
         # Only the admin listener: the real config arrives through the admin API.

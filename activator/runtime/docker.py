@@ -18,9 +18,10 @@ from activator.errors import ContainerExists, ContainerGone, ImageMissing, Runti
 from activator.metrics import DOCKER_CALLS
 from activator.model import Container, ContainerEvent, MiB
 from activator.runtime.events import EventStream
-from activator.runtime.holder_image import build_context
+from activator.runtime.holder_image import ensure_image
 from activator.runtime.inspection import _container
-from activator.runtime.labels import LABEL_DEPLOYMENT, LABEL_ROLE, LABEL_SITE, container_name, holder_name
+from activator.runtime.labels import LABEL_DEPLOYMENT, LABEL_ROLE, LABEL_SITE, container_name, holder_name, network_name
+from activator.runtime.network import ensure as ensure_bridge
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,11 +48,17 @@ def _hardened(pids: int, nofile: int) -> dict[str, Any]:
     }
 
 
+def _refused(site: str, what: str, exc: docker.errors.APIError) -> StartFailed:
+    """The engine refused: its message for the operator, only what it refused for a client."""
+    return StartFailed(site, f"docker could not {what}: {exc.explanation or exc}", f"docker could not {what}")
+
+
 class DockerRuntime:
     """ContainerRuntime on the Docker Engine. Every container carries the deployment and site labels."""
 
     def __init__(self, deployment: str, *, workers: int = 8) -> None:
         self.deployment = deployment
+        self.network = network_name(deployment)  # holders and plain sites are made on it (runtime/network.py)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docker")
         self._stop_pool = ThreadPoolExecutor(max_workers=STOP_WORKERS, thread_name_prefix="docker-stop")
         self._client: docker.DockerClient | None = None
@@ -92,6 +99,10 @@ class DockerRuntime:
 
     # -- ContainerRuntime ---------------------------------------------------------------------
 
+    async def ensure_network(self) -> None:
+        """The deployment's isolating bridge network: created, or adopted if it is there (runtime/network.py)."""
+        await self._run("network", ensure_bridge, self.client.api, self.network, self.deployment)
+
     async def find(self, site: SiteConfig) -> Container | None:
         return await self._inspect(container_name(self.deployment, site.name), site.port)
 
@@ -104,7 +115,7 @@ class DockerRuntime:
                 attrs = self.client.api.inspect_container(name)
             except docker.errors.NotFound:
                 return None
-            return _container(attrs, port)
+            return _container(attrs, port, self.network)
 
         return await self._run("inspect", find)
 
@@ -115,7 +126,7 @@ class DockerRuntime:
             {"network_mode": f"container:{holder_id}"}
             if holder_id
             # None: the engine picks a free port on 127.0.0.1.
-            else {"ports": {f"{site.port}/tcp": ("127.0.0.1", None)}}
+            else {"network": self.network, "ports": {f"{site.port}/tcp": ("127.0.0.1", None)}}
         )
         name = container_name(self.deployment, site.name)
 
@@ -143,7 +154,7 @@ class DockerRuntime:
             except docker.errors.APIError as exc:
                 if exc.status_code == 409:  # the only conflict a create meets: the name is taken
                     raise ContainerExists(site.name, name) from None
-                raise StartFailed(site.name, f"docker could not create it: {exc.explanation or exc}") from None
+                raise _refused(site.name, "create it", exc) from None
             return Container(
                 id=made.id or "", status="created", site=site.name, network_mode=network.get("network_mode", "")
             )
@@ -161,6 +172,7 @@ class DockerRuntime:
                     labels=self.labels(site.name, "holder"),
                     ports=[site.port],
                     host_config=self.client.api.create_host_config(
+                        network_mode=self.network,
                         port_bindings={site.port: ("127.0.0.1", None)},
                         mem_limit=HOLDER_MEMORY,
                         memswap_limit=HOLDER_MEMORY,
@@ -171,48 +183,26 @@ class DockerRuntime:
             except docker.errors.ImageNotFound:
                 raise ImageMissing(site.name, image) from None
             except docker.errors.APIError as exc:
-                raise StartFailed(site.name, f"docker could not create its holder: {exc.explanation or exc}") from None
+                raise _refused(site.name, "create its holder", exc) from None
             return Container(id=made["Id"], status="created", site=site.name, role="holder", publishes=site.port)
 
         return await self._run("create", create)
 
     async def ensure_holder_image(self, holder: HolderConfig) -> bool:
         """Build the holders' image from the local busybox unless the engine has it. True if it was built."""
-
-        def ensure() -> bool:
-            try:
-                self.client.api.inspect_image(holder.image)  # type: ignore[no-untyped-call]
-                return False
-            except docker.errors.ImageNotFound:
-                pass
-            try:
-                context = build_context(holder.busybox)
-            except OSError as exc:
-                raise RuntimeUnavailable(
-                    f"the holder image {holder.image} is missing and cannot be built from {holder.busybox} ({exc}):"
-                    ' install busybox-static, set holder.busybox, or set network = "plain" on every site'
-                ) from None
-            try:
-                for _ in self.client.api.build(fileobj=context, custom_context=True, tag=holder.image, rm=True):
-                    pass
-                self.client.api.inspect_image(holder.image)  # type: ignore[no-untyped-call]
-            except docker.errors.DockerException as exc:
-                raise RuntimeUnavailable(f"could not build the holder image {holder.image}: {exc}") from None
-            return True
-
-        return await self._run("build", ensure)
+        return await self._run("build", ensure_image, self.client.api, holder)
 
     async def start(self, site: SiteConfig, container_id: str) -> Container:
         def start() -> Container:
             try:
                 self.client.api.start(container_id)
-                return _container(self.client.api.inspect_container(container_id), site.port)
+                return _container(self.client.api.inspect_container(container_id), site.port, self.network)
             except docker.errors.NotFound:
                 raise ContainerGone(container_id) from None
             except docker.errors.APIError as exc:
                 if exc.status_code == 409 and "removal" in str(exc.explanation):  # being removed right now
                     raise ContainerGone(container_id) from None
-                raise StartFailed(site.name, f"docker could not start it: {exc.explanation or exc}") from None
+                raise _refused(site.name, "start it", exc) from None
 
         return await self._run("start", start)
 

@@ -5,6 +5,12 @@ from __future__ import annotations
 import io
 import tarfile
 from pathlib import Path
+from typing import Any
+
+import docker.errors
+
+from activator.config import HolderConfig
+from activator.errors import RuntimeUnavailable
 
 LABEL_IMAGE = "dialup.image"  # "holder": marks the image as ours (never pruned: no deployment label on it)
 
@@ -30,3 +36,27 @@ def build_context(busybox: Path) -> io.BytesIO:
             tar.addfile(info, io.BytesIO(data))
     buffer.seek(0)
     return buffer
+
+
+def ensure_image(api: Any, holder: HolderConfig) -> bool:
+    """Build the image with the SDK's low-level client unless the engine has it; True if it was built. Blocks:
+    DockerRuntime runs it in a worker thread."""
+    try:
+        api.inspect_image(holder.image)
+        return False
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        context = build_context(holder.busybox)
+    except OSError as exc:
+        raise RuntimeUnavailable(
+            f"the holder image {holder.image} is missing and cannot be built from {holder.busybox} ({exc}):"
+            ' install busybox-static, set holder.busybox, or set network = "plain" on every site'
+        ) from None
+    try:
+        for _ in api.build(fileobj=context, custom_context=True, tag=holder.image, rm=True):
+            pass
+        api.inspect_image(holder.image)
+    except docker.errors.DockerException as exc:
+        raise RuntimeUnavailable(f"could not build the holder image {holder.image}: {exc}") from None
+    return True

@@ -16,13 +16,15 @@ def _published_port(attrs: dict[str, Any], port: int) -> int | None:
     return None
 
 
-def _container(attrs: dict[str, Any], port: int) -> Container:
+def _container(attrs: dict[str, Any], port: int, network: str | None = None) -> Container:
+    """The container the engine describes; `network`: the deployment's, to tell whether it is on it."""
     state = attrs.get("State") or {}
     status = str(state.get("Status") or "")
     alive = status in ("running", "paused")
     host = attrs.get("HostConfig") or {}
     labels = (attrs.get("Config") or {}).get("Labels") or {}
     bound = [int(key.partition("/")[0]) for key in (host.get("PortBindings") or {})]
+    mode = str(host.get("NetworkMode") or "")
     return Container(
         id=attrs["Id"],
         status=status,
@@ -30,6 +32,8 @@ def _container(attrs: dict[str, Any], port: int) -> Container:
         exit_code=None if alive else state.get("ExitCode"),
         site=labels.get(LABEL_SITE, ""),
         role=labels.get(LABEL_ROLE, "site"),
-        network_mode=str(host.get("NetworkMode") or ""),
+        network_mode=mode,
         publishes=bound[0] if bound else None,
+        # In a holder's namespace, it is where its holder is (the holder's own inspect tells).
+        isolated=network is None or mode == network or mode.startswith("container:"),
     )

@@ -1,4 +1,5 @@
-"""What marks a container as ours: the labels every container carries, and the names of sites' and holders'."""
+"""What marks a container as ours: the labels every container carries, and the names of sites', holders' and the
+deployment's network."""
 
 from __future__ import annotations
 
@@ -13,3 +14,7 @@ def container_name(deployment: str, site: str) -> str:
 
 def holder_name(deployment: str, site: str) -> str:
     return f"dialup-{deployment}-{site}.holder"  # "." never occurs in a site name: no clash with a site's own
+
+
+def network_name(deployment: str) -> str:
+    return f"dialup-{deployment}"  # the deployment's bridge network (runtime/network.py)

@@ -27,6 +27,7 @@ async def adopt(
     containers: Containers,
 ) -> None:
     """Take over the containers found by label, restarting none; create missing ones; remove orphans."""
+    await runtime.ensure_network()  # first: every holder and plain site is made on it
     for found in await runtime.list_deployment():
         site = sites.get(found.site)
         if site is None or (found.role == "holder" and site.config.network is not Network.HOLDER):
@@ -54,12 +55,17 @@ async def _adopt(
     cfg, holder, renewed = site.config, None, False
     if cfg.network is Network.HOLDER:
         before = await runtime.find_holder(cfg)
-        holder = await holders.ensure(site)
+        holder = await holders.ensure(site)  # one found stopped on Docker's default bridge is made anew
         renewed = before is None or before.id != holder.id or not (before.running or before.paused)
     found = await runtime.find(cfg)
     if found is not None and Holders.joined(found) != (holder.id if holder else None):
         # It joined a holder that is gone, or the site's network setting changed: make it anew.
         await containers.replace(site, found, "its network changed")
+        found = None
+    elif found is not None and not found.isolated and not (found.running or found.paused):
+        # Made on Docker's default bridge by a dialup from before isolation, and not serving: made anew on the
+        # deployment's network. (A running one is left alone: adoption restarts nothing.)
+        await containers.replace(site, found, "it is on Docker's default bridge, not the deployment's network")
         found = None
     elif found is not None and renewed and (found.running or found.paused):
         # Its holder was restarted: it is cut off in the old namespace. Stopped, it joins the new one on start.
@@ -69,6 +75,12 @@ async def _adopt(
         await containers.create(site, holder.id if holder else None, "startup")
         return
     lifecycle.container(site, found.id, Holders.joined(found))
+    if not (holder or found).isolated:
+        log.warning(
+            "site %s: running on Docker's default bridge, where other containers can reach it (made before sites"
+            " were isolated); `dialup down` then `dialup up` makes it anew on the deployment's network",
+            cfg.name,
+        )
     port = holder.host_port if holder else found.host_port
     if (found.running or found.paused) and port is not None:
         lifecycle.adopted(site, port, running=found.running)

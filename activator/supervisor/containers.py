@@ -6,7 +6,7 @@ import asyncio
 import logging
 from contextlib import suppress
 
-from activator.errors import ContainerExists
+from activator.errors import AppExited, ContainerExists
 from activator.interfaces import ContainerRuntime
 from activator.model import Container, EventKind
 from activator.supervisor.holders import Holders
@@ -97,7 +97,8 @@ class Containers:
             await asyncio.shield(self.stop(site, container.id, site.config.stop_grace, paused=container.paused))
         await self._lifecycle.record(site, EventKind.STOPPED, "holder", detail="cut off by its holder's restart")
 
-    async def exit_reason(self, site: Site, end: Exit) -> str:
+    async def exited(self, site: Site, end: Exit) -> AppExited:
+        """How the container ended, with its last log line (in the reason, never in the public phrase)."""
         last = await self._runtime.last_log_line(site.container_id) if site.container_id else ""
         if end.oom:
             reason = "its container was killed for using more memory than its limit"
@@ -105,4 +106,4 @@ class Containers:
             reason = f"its container exited with code {end.code}"
         else:
             reason = "its container exited"
-        return f"{reason}: {last}" if last else reason
+        return AppExited(site.name, reason, end.oom, last)

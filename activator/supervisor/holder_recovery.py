@@ -101,8 +101,9 @@ class HolderRecovery:
         except Exception as exc:  # the engine failing us too: never left starting with nothing under way
             self._failed(site, exc)
             reason = exc.reason if isinstance(exc, SiteUnavailable) else f"its holder would not come back: {exc!r}"
+            public = exc.public if isinstance(exc, SiteUnavailable) else "its network holder would not come back"
             self._lifecycle.start_failed(site, reason, "holder", self._clock.monotonic() - began, None)
-            raise StartFailed(site.name, reason) from None
+            raise StartFailed(site.name, reason, public) from None
         if site.demand.waiting or site.config.strategy is Strategy.PERSISTENT:
             await self._starter.start(site, "holder")
         else:  # nobody waits: requests arriving from now on start the site anew

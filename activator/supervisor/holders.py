@@ -100,8 +100,10 @@ class Holders:
         found = await self._runtime.find_holder(cfg)
         if found is not None and found.status in ("removing", "dead"):
             raise ContainerGone(found.id)
-        if found is not None and (found.publishes != cfg.port or (anew and not found.running)):
-            # The site's port changed in the config, or it would not restart: a new one.
+        stray = found is not None and not found.isolated and not (found.running or found.paused)
+        if found is not None and (found.publishes != cfg.port or (anew and not found.running) or stray):
+            # The site's port changed in the config, or it would not restart, or it is to be started and was made
+            # on Docker's default bridge (before sites were isolated): a new one, on the deployment's network.
             log.info("site %s: replacing its holder %s", cfg.name, found.id[:12])
             await self._runtime.remove(found.id)
             found = None

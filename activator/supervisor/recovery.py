@@ -75,7 +75,7 @@ class Recovery:
             self._lifecycle.crashed(site, EventKind.CRASH, "engine", reason)
 
     async def _oom_killed(self, site: Site, end: Exit) -> None:
-        reason = await self._containers.exit_reason(site, end)  # with its last log line
+        reason = (await self._containers.exited(site, end)).reason  # with its last log line
         self._lifecycle.crashed(site, EventKind.OOM, "engine", reason)
 
     # -- forwards that got no answer -----------------------------------------------------------

@@ -110,7 +110,7 @@ class Starter:
             log.info("site %s: stopped from outside while it started (code %s); starting it again", site.name, end.code)
             self._lifecycle.record(site, EventKind.STOPPED, "external", detail=f"while starting, exit code {end.code}")
             return
-        raise AppExited(site.name, await self._containers.exit_reason(site, end), end.oom)
+        raise await self._containers.exited(site, end)
 
     async def _launch(self, site: Site) -> int | Exit:
         """Create the container if need be and start it: its host port, or how it ended at once."""
@@ -184,4 +184,5 @@ def _sorted(site: Site, exc: Exception, probing: bool) -> tuple[SiteUnavailable,
         return StartTimeout(site.name, site.config.start_timeout), EventKind.CRASH if probing else None
     if isinstance(exc, SiteUnavailable):
         return exc, None
-    return StartFailed(site.name, f"unexpected error while starting: {exc or type(exc).__name__}"), None
+    why = f"unexpected error while starting: {exc or type(exc).__name__}"
+    return StartFailed(site.name, why, "unexpected error while starting"), None

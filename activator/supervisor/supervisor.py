@@ -166,7 +166,8 @@ class Supervisor:
             raise
         except Exception as exc:  # the contract: a request gets the site, or a SiteUnavailable to answer with
             log.exception("site %s: unexpected error while a request waited", site.name)
-            raise SiteUnavailable(site.name, f"unexpected error while starting: {exc!r}") from None
+            why = f"unexpected error while starting: {exc!r}"
+            raise SiteUnavailable(site.name, why, "unexpected error while starting") from None
         finally:
             site.demand.waiting -= 1
             gauge.dec()
@@ -187,14 +188,16 @@ class Supervisor:
             await asyncio.shield(transition)
         if site.state is SiteState.RUNNING and site.host_port is not None:
             return site.host_port
-        raise SiteUnavailable(site.name, f"it stopped again each time it started (last: {site.failure})")
+        why = "it stopped again each time it started"
+        raise SiteUnavailable(site.name, f"{why} (last: {site.failure})", why)
 
     def _refuse_if_failing(self, site: Site) -> None:
         if self.lifecycle.failing(site):
             retry = math.ceil(self.lifecycle.retry_in(site))
+            crashed = f"failing, crashed {len(site.crashes.times)} times in 5 minutes"
             raise SiteFailing(
                 site.name,
-                f"failing, crashed {len(site.crashes.times)} times in 5 minutes "
-                f"(last: {site.failure}); next try in {retry}s",
+                f"{crashed} (last: {site.failure}); next try in {retry}s",
                 retry,
+                f"{crashed}; next try in {retry}s",  # the last failure may hold the app's log line
             )

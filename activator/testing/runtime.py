@@ -47,6 +47,7 @@ class FakeContainer:
     status: str = "created"  # created, running, paused, exited
     network_mode: str = ""  # "container:<holder id>" for a site in its holder's namespace
     publishes: int | None = None  # the container port it publishes (holders, plain sites)
+    isolated: bool = True  # False: as if made on Docker's default bridge by a dialup from before isolation
     host_port: int | None = None
     exit_code: int | None = None
     started_at: float = 0.0
@@ -64,6 +65,7 @@ class FakeContainer:
             role=self.role,
             network_mode=self.network_mode,
             publishes=self.publishes,
+            isolated=self.isolated,
         )
 
 
@@ -138,6 +140,9 @@ class FakeRuntime:
             self._deliver(event)
 
     # -- ContainerRuntime ----------------------------------------------------------------------
+
+    async def ensure_network(self) -> None:
+        await self._op("ensure_network", "*", lambda: None)  # recorded only: the fake has no networks
 
     async def find(self, site: SiteConfig) -> Container | None:
         return await self._op("find", site.name, lambda: self._view(site.name, "site"))

@@ -1,7 +1,8 @@
 """Integration fixtures: the real Docker Engine, the real Caddy, `dialup up` as a real process.
 
 Nothing here skips: a missing engine or caddy binary is a failure (the README's test command installs and
-starts them). Every container a test makes carries its deployment's label and is removed afterwards.
+starts them). Every container a test makes carries its deployment's label and is removed afterwards, and so is
+the deployment's network.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import docker
 import pytest
 
 from activator.proxy.process import bundled_binary
-from tests.integration.harness import LABEL, MADE, ROOT, Deployment
+from tests.integration.harness import LABEL, MADE, ROOT, Deployment, remove_networks
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +33,7 @@ def docker_client() -> Iterator[docker.DockerClient]:
     for c in client.containers.list(all=True, filters={"label": LABEL}):
         if c.labels.get(LABEL, "") in MADE:
             c.remove(force=True)
+    remove_networks(client, MADE)
     client.close()
 
 

@@ -236,8 +236,19 @@ class Deployment:
                 pass
         for c in self.client.containers.list(all=True, filters={"label": f"{LABEL}={self.name}"}):
             c.remove(force=True)
+        remove_networks(self.client, {self.name})
         if os.environ.get("DIALUP_KEEP_TEST_DIRS") != "1":
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def remove_networks(client: docker.DockerClient, deployments: set[str]) -> None:
+    """The networks `dialup up` made for these deployments (after their containers are gone)."""
+    for network in client.networks.list(filters={"label": LABEL}):
+        if (network.attrs.get("Labels") or {}).get(LABEL) in deployments:
+            try:
+                network.remove()
+            except docker.errors.NotFound:
+                pass
 
 
 def _toml(value: Any) -> str:

@@ -43,6 +43,7 @@ def test_bad_config_exits_2_naming_file_key_and_value_and_changes_nothing(docker
             assert str(d.config_path) in message and key in message and value in message, message
         # Nothing was created, started or written.
         assert docker_client.containers.list(all=True, filters={"label": f"dialup.deployment={d.name}"}) == []
+        assert docker_client.networks.list(filters={"label": f"dialup.deployment={d.name}"}) == []
         assert not (d.dir / "state").exists()
         assert not d.caddy_socket.exists()
     finally:

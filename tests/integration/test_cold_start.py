@@ -120,9 +120,14 @@ async def test_a_container_that_exits_at_once_gets_a_fast_503_with_the_reason(de
     elapsed = time.monotonic() - began
     assert status == 503
     assert "Retry-After" in headers
-    assert "exited with code 3" in body and "fatal: cannot read /app/config.json" in body
-    assert body.count("\n") == 1, "the reason is one line"
+    assert "exited with code 3" in body and body.count("\n") == 1, "the reason is one line"
     assert elapsed < 2, f"the failure took {elapsed:.2f}s to report; it must not wait for start_timeout"
+    # The app's log line is for the operator, never for an anonymous client.
+    assert "cannot read /app/config.json" not in body
+    result = await asyncio.to_thread(d.command, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    (row,) = [r for r in json.loads(result.stdout)["sites"] if r["name"] == "broken"]
+    assert "exited with code 3: fatal: cannot read /app/config.json" in row["last_failure"]
 
 
 async def test_a_site_slower_than_its_start_timeout_gets_503_with_retry_after(deploy, images):

@@ -148,7 +148,8 @@ async def test_a_container_that_always_exits_is_failing_with_fast_503s_and_bound
         async with s.get(d.url, headers={"Host": "bad.test"}) as r:
             body = await r.text()
             assert r.status == 503 and r.headers["Retry-After"].isdigit()
-    assert "failing" in body and "exited with code 3" in body and "cannot read /app/config.json" in body
+    assert "failing" in body and "cannot read /app/config.json" not in body  # the log line: operator only
+    assert "cannot read /app/config.json" in (await d.status())["bad"]["last_failure"]
     since = time.time()
     crashes = (await d.status())["bad"]["crashes"]
 

@@ -81,7 +81,8 @@ def test_sizes(text: object, expected: int) -> None:
         ('[caddy]\nadmin = "somewhere"\n' + SITE, "caddy.admin", "'somewhere'"),
         ('[caddy]\nmanage = "yes"\n' + SITE, "caddy.manage", "'yes'"),
         ('[defaults]\nimage = "x"\n' + SITE, "defaults.image", "'x'"),
-        ('[server]\nstate_dir = "relative"\n' + SITE, "server.state_dir", "'relative'"),
+        ('[server]\nstate_dir = ""\n' + SITE, "server.state_dir", "''"),
+        ("[server]\nstate_dir = 3\n" + SITE, "server.state_dir", "3"),
         ("sites = 3\n", "sites", "3"),
         (SITE + 'network = "bridge"\n', "sites[0].network", "'bridge'"),
         ('[holder]\nbusybox = "busybox"\n' + SITE, "holder.busybox", "'busybox'"),
@@ -98,6 +99,68 @@ def test_errors_name_file_key_and_value(tmp_path: Path, text: str, key: str, val
         assert "(syntax)" in message  # TOML itself refuses a repeated key
     else:
         assert err.value.key == key and value in message, message
+
+
+def test_a_relative_state_dir_is_the_config_files_directorys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "etc").mkdir()
+    write(tmp_path / "etc", '[server]\nstate_dir = "../state/"\n' + SITE)
+    monkeypatch.chdir(tmp_path)
+    config = load_config("etc/dialup.toml")  # wherever the command runs from
+    assert config.server.state_dir == tmp_path / "state"
+    assert config.server.admin_socket == tmp_path / "state" / "system" / "dialup.sock"
+    write(tmp_path, '[server]\nstate_dir = "/srv/dialup"\n' + SITE)
+    assert load_config(tmp_path / "dialup.toml").server.state_dir == Path("/srv/dialup")
+
+
+def test_the_demo_keeps_its_state_in_the_repository_not_in_tmp() -> None:
+    root = Path(__file__).resolve().parents[2]
+    config = load_config(root / "examples" / "demo.toml")
+    assert config.server.state_dir == root / "examples" / ".dialup-demo"
+    assert not config.caddy.admin.startswith("unix//tmp/")
+    assert "examples/.dialup-demo/" in (root / ".gitignore").read_text().splitlines()
+
+
+@pytest.mark.parametrize(
+    "admin", ["unix//run/dialup/caddy.sock", "127.0.0.1:2019", "127.0.0.53:2019", "localhost:2019", "[::1]:2019"]
+)
+def test_caddy_admin_is_a_unix_socket_or_a_loopback_address(tmp_path: Path, admin: str) -> None:
+    assert load_config(write(tmp_path, f'[caddy]\nadmin = "{admin}"\n' + SITE)).caddy.admin == admin
+
+
+@pytest.mark.parametrize(
+    "admin", [":2019", "0.0.0.0:2019", "192.168.1.10:2019", "example.com:2019", "[::]:2019", "::1:2019", "unix/x.sock"]
+)
+def test_caddy_admin_reachable_from_elsewhere_is_refused(tmp_path: Path, admin: str) -> None:
+    path = write(tmp_path, f'[caddy]\nadmin = "{admin}"\n' + SITE)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert (err.value.path, err.value.key, err.value.value) == (str(path), "caddy.admin", admin)
+    assert str(err.value).startswith(f"{path}: caddy.admin = {admin!r}: expected 'unix//path/to.sock' or a loopback")
+
+
+def test_cap_add_takes_the_safe_set_without_asking(tmp_path: Path) -> None:
+    text = SITE + 'cap_add = ["NET_BIND_SERVICE", "CAP_CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "KILL"]\n'
+    (site,) = load_config(write(tmp_path, text)).sites
+    assert site.cap_add == ("NET_BIND_SERVICE", "CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "KILL")
+
+
+@pytest.mark.parametrize("cap", ["NET_RAW", "NET_ADMIN", "SYS_ADMIN", "CAP_SYS_PTRACE", "ALL", "MKNOD"])
+def test_cap_add_outside_the_safe_set_is_refused_naming_key_and_value(tmp_path: Path, cap: str) -> None:
+    path = write(tmp_path, SITE + f'cap_add = ["NET_BIND_SERVICE", "{cap}"]\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert (err.value.path, err.value.key) == (str(path), "sites[0].cap_add")
+    message = str(err.value)
+    assert message.startswith(f"{path}: sites[0].cap_add = ") and cap.removeprefix("CAP_") in message, message
+    assert "allow_any_capability = true" in message
+
+
+def test_allow_any_capability_lets_a_site_add_any(tmp_path: Path) -> None:
+    text = SITE + 'cap_add = ["NET_ADMIN", "SYS_PTRACE"]\nallow_any_capability = true\n'
+    assert load_config(write(tmp_path, text)).sites[0].cap_add == ("NET_ADMIN", "SYS_PTRACE")
+    path = write(tmp_path, SITE + 'allow_any_capability = "yes"\n')
+    with pytest.raises(ConfigError, match=r"sites\[0\]\.allow_any_capability = 'yes'"):
+        load_config(path)
 
 
 def test_missing_file(tmp_path: Path) -> None:
