@@ -18,6 +18,7 @@ routes Caddy back to itself: a second reload). The count is the activator's own 
 from __future__ import annotations
 
 import asyncio
+import errno
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -160,11 +161,12 @@ async def _switch(d: Deployment, switches: int, limit: float) -> float:
 
 def _kind(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"connect failed ({exc.os_error.strerror or exc.os_error})"
+        # A connection queued on a listener that the reload closed is reset: mostly seen by connect already.
+        return f"connect failed ({errno.errorcode.get(exc.os_error.errno or 0, str(exc.os_error))})"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "disconnected before the response"
     if isinstance(exc, aiohttp.ClientOSError):
-        return f"socket error ({exc.strerror or exc})"
+        return f"socket error ({errno.errorcode.get(exc.errno or 0, str(exc))})"
     if isinstance(exc, TimeoutError):
         return "timeout (10 s)"
     return type(exc).__name__
