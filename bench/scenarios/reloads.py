@@ -304,9 +304,8 @@ async def reloads(quick: bool) -> Result:
     note = " (this kernel has no tcp_migrate_req: both ran without it)" if previous is None else ""
     return Result(
         "reloads",
-        f"{plan.clients} clients, a new connection per request, to a running nginx site through Caddy during "
-        f"{plan.switches} route switches of other sites; {plan.sockets} WebSockets open to a running site during "
-        f"{2 * plan.cycles} more; dialup's defaults vs {BASELINE}{note}",
+        f"{plan.clients} clients (a new connection a request) to a running site during {plan.switches} route switches "
+        f"of others, then {plan.sockets} WebSockets during {2 * plan.cycles}: defaults vs {BASELINE}{note}",
         figures,
         {
             "failed new connections, defaults": [new.failed],
