@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bench.report import RESULTS, Result, replot, table, write
-from bench.scenarios import density, load, startup, throughput
+from bench.scenarios import density, load, reloads, startup, throughput
 
 SCENARIOS: dict[str, Callable[[bool], Awaitable[Result]]] = {
     "cold-start": startup.cold_start,
@@ -21,6 +21,7 @@ SCENARIOS: dict[str, Callable[[bool], Awaitable[Result]]] = {
     "fallback-path": throughput.fallback_path,
     "burst": load.burst,
     "footprint": load.footprint,
+    "reloads": reloads.reloads,
     "density": density.density,
 }
 

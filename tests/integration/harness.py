@@ -88,6 +88,7 @@ class Deployment:
 
     def render(self, sites: list[dict[str, Any]], **server: Any) -> str:
         server = dict(server)
+        caddy = server.pop("caddy", {})  # keys added to the [caddy] table (its listen and admin are the harness's)
         tables = {key: server.pop(key) for key in ("budget", "thresholds", "defaults", "holder") if key in server}
         lines = [
             "[server]",
@@ -100,6 +101,7 @@ class Deployment:
             f'http_listen = "127.0.0.1:{self.http_port}"',
             f'admin = "unix/{self.caddy_socket}"',
             "manage = true",
+            *(f"{key} = {_toml(value)}" for key, value in caddy.items()),
         ]
         for table, values in tables.items():
             lines.append(f"[{table}]")

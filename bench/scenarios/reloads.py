@@ -1,0 +1,317 @@
+"""reloads: what a route switch (a Caddy config reload) costs everyone else, with dialup's defaults against
+Caddy 2.6's behaviour, in the same run.
+
+Every start, wake, pause, stop and eviction switches a site's route, and every switch is a full reload of
+Caddy's config. Two costs, each measured with the defaults (`net.ipv4.tcp_migrate_req = 1`, set by `dialup up`;
+`stream_close_delay = "24h"`) and with the baseline (`migrate_connections = false` with the sysctl set to 0 by
+the bench, and `stream_close_delay = "off"`: what Caddy 2.6 did):
+
+1. new connections: clients open a new connection for every request to a running site while other sites'
+   routes switch; counted: requests, failures (resets, errors, non-200);
+2. WebSockets: open to a running site, then other sites are started and stopped; counted: how many still echo.
+
+The switches are real ones, made by the activator: a request for a stopped site starts it (the activator
+routes Caddy to the container: one reload), then `docker stop` from outside (the activator sees it die and
+routes Caddy back to itself: a second reload). The count is the activator's own (`dialup_route_changes`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import docker
+
+from activator.proxy.sysctl import MIGRATE_REQ
+from bench.report import Figure, Result
+from tests.integration.harness import Deployment, site, until
+
+NGINX = "dialup-test-nginx:latest"  # the traffic target: busybox httpd would be the bottleneck (DESIGN)
+PYAPP = "dialup-test-pyapp:latest"  # its /ws is a WebSocket echo
+STATIC = "dialup-test-static:latest"  # the sites switched: busybox, the fastest cold start
+SWITCHED = ("b0", "b1")
+BASELINE = "tcp_migrate_req 0, no stream_close_delay (Caddy 2.6)"
+# The [caddy] keys of each configuration; the baseline's sysctl is also set to 0 by the bench (below).
+CONFIGS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "baseline": {"migrate_connections": False, "stream_close_delay": "off"},
+}
+ROUTE_CHANGES = "dialup_route_changes_total"
+
+
+@dataclass(frozen=True)
+class Plan:
+    clients: int  # tasks opening a new connection per request
+    switches: int  # route switches while they run
+    sockets: int  # WebSockets held open
+    cycles: int  # cold start + stop of another site (two switches each) while they are open
+    limit: float  # seconds, at most, for each part's switching
+
+
+FULL = Plan(clients=10, switches=100, sockets=20, cycles=20, limit=75.0)
+QUICK = Plan(clients=4, switches=20, sockets=10, cycles=5, limit=20.0)
+
+
+@dataclass
+class Outcome:
+    requests: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    switches: float = 0.0  # during the new-connection part
+    seconds: float = 0.0
+    alive: int = 0  # WebSockets that still echo after the switches
+    ws_switches: float = 0.0
+    sysctl_put_back: int = 0  # times tcp_migrate_req was found changed by another process, and put back
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failures.values())
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def rate(self) -> float:
+        return 100 * self.failed / self.requests if self.requests else 0.0
+
+
+# -- the sysctl ---------------------------------------------------------------------------------------------
+
+
+def _read_sysctl() -> str | None:
+    try:
+        return MIGRATE_REQ.read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
+def _write_sysctl(value: str, path: Path = MIGRATE_REQ) -> None:
+    try:
+        path.write_text(value + "\n")
+    except PermissionError as exc:
+        raise SystemExit(f"bench reloads: setting {path} needs root (the baseline turns it off): {exc}") from exc
+
+
+async def _hold_sysctl(value: str, out: Outcome, stop: asyncio.Event) -> None:
+    """Keep the sysctl at the configuration's value while it runs. Any `dialup up` started on this machine
+    meanwhile (by another test suite: each integration test starts one) sets it to 1, which would make the
+    baseline measure the fix; it is put back within 10 ms, and counted."""
+    while not stop.is_set():
+        if _read_sysctl() != value:
+            _write_sysctl(value)
+            out.sysctl_put_back += 1
+        await asyncio.sleep(0.01)
+
+
+# -- a route switch, made by the activator -------------------------------------------------------------------
+
+
+def _stop_container(d: Deployment, name: str) -> None:
+    d.container(name).stop(timeout=5)
+
+
+async def _on_activator(d: Deployment, name: str) -> bool:
+    connector = aiohttp.UnixConnector(path=str(d.caddy_socket))
+    async with aiohttp.ClientSession(connector=connector) as s:
+        async with s.get(f"http://localhost/id/dialup-proxy-{name}/upstreams") as r:
+            upstreams = await r.json()
+    on = upstreams == [{"dial": f"127.0.0.1:{d.listen_port}"}]
+    return on and bool((await d.status())[name]["state"] == "stopped")
+
+
+async def _cycle(d: Deployment, session: aiohttp.ClientSession, name: str) -> None:
+    """A cold start by a request through Caddy (the activator then routes Caddy to the container), then a stop
+    from outside (the activator routes Caddy back to itself): two switches, each a reload."""
+    for attempt in range(3):
+        try:
+            async with session.get(d.url + "/", headers={"Host": f"{name}.test"}) as r:
+                await r.read()
+                if r.status == 200:
+                    break
+        except aiohttp.ClientError:
+            pass
+        if attempt == 2:
+            raise AssertionError(f"the switched site {name} did not answer (log: {d.log_path})")
+    await d.wait_routed(name)
+    await asyncio.to_thread(_stop_container, d, name)
+    await until(lambda: _on_activator(d, name), 10, f"the route of {name} back on the activator")
+
+
+async def _switch(d: Deployment, switches: int, limit: float) -> float:
+    """Cycles until `switches` route switches are made or `limit` seconds pass; the switches the activator made."""
+    before = await d.metric(ROUTE_CHANGES)
+    deadline = time.monotonic() + limit
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        i = 0
+        while await d.metric(ROUTE_CHANGES) - before < switches and time.monotonic() < deadline:
+            await _cycle(d, session, SWITCHED[i % len(SWITCHED)])
+            i += 1
+    return await d.metric(ROUTE_CHANGES) - before
+
+
+# -- 1: new connections --------------------------------------------------------------------------------------
+
+
+def _kind(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        # A connection queued on a listener that the reload closed is reset: mostly seen by connect already.
+        return f"connect failed ({errno.errorcode.get(exc.os_error.errno or 0, str(exc.os_error))})"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "disconnected before the response"
+    if isinstance(exc, aiohttp.ClientOSError):
+        return f"socket error ({errno.errorcode.get(exc.errno or 0, str(exc))})"
+    if isinstance(exc, TimeoutError):
+        return "timeout (10 s)"
+    return type(exc).__name__
+
+
+async def _new_connections(d: Deployment, plan: Plan, out: Outcome) -> None:
+    stop = asyncio.Event()
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)  # a new connection for every request
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as s:
+
+        async def client() -> None:
+            while not stop.is_set():
+                out.requests += 1
+                try:
+                    async with s.get(d.url + "/", headers={"Host": "web.test", "Connection": "close"}) as r:
+                        await r.read()
+                        if r.status != 200:
+                            out.failures[f"HTTP {r.status}"] += 1
+                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                    out.failures[_kind(exc)] += 1
+
+        tasks = [asyncio.create_task(client()) for _ in range(plan.clients)]
+        began = time.monotonic()
+        try:
+            out.switches = await _switch(d, plan.switches, plan.limit)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
+        out.seconds = time.monotonic() - began
+
+
+# -- 2: WebSockets -------------------------------------------------------------------------------------------
+
+
+async def _echoes(ws: aiohttp.ClientWebSocketResponse, text: str) -> bool:
+    try:
+        await ws.send_str(text)
+        msg = await asyncio.wait_for(ws.receive(), 5)
+    except (aiohttp.ClientError, OSError, TimeoutError, ConnectionError):
+        return False
+    return msg.type == aiohttp.WSMsgType.TEXT and msg.data == text
+
+
+async def _websockets(d: Deployment, plan: Plan, out: Outcome) -> None:
+    async with aiohttp.ClientSession() as s:
+        sockets = []
+        try:
+            for _ in range(plan.sockets):
+                sockets.append(await s.ws_connect(d.url + "/ws", headers={"Host": "chat.test"}))
+            opened = await asyncio.gather(*(_echoes(ws, f"before {i}") for i, ws in enumerate(sockets)))
+            assert all(opened), f"WebSockets that did not echo before any switch: {opened.count(False)}"
+            out.ws_switches = await _switch(d, 2 * plan.cycles, plan.limit)
+            after = await asyncio.gather(*(_echoes(ws, f"after {i}") for i, ws in enumerate(sockets)))
+            out.alive = sum(after)
+        finally:
+            await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+
+
+# -- one configuration ---------------------------------------------------------------------------------------
+
+
+async def _run(client: docker.DockerClient, label: str, plan: Plan) -> Outcome:
+    sites = [
+        site("web", NGINX, idle_timeout="off", cpus=1.0),
+        site("chat", PYAPP, kind="node", idle_timeout="off"),
+        *(site(name, STATIC, idle_timeout="off") for name in SWITCHED),
+    ]
+    d = Deployment(client, sites, caddy=CONFIGS[label])
+    out = Outcome()
+    stop = asyncio.Event()
+    watch: asyncio.Future[None] | None = None
+    try:
+        await d.start()
+        migrate = (await d.admin_json("/status"))["caddy"]["tcp_migrate_req"]
+        assert (migrate == "on") == (label == "defaults"), f"{label}: tcp_migrate_req is {migrate!r}"
+        async with aiohttp.ClientSession() as s:
+            for name in ("web", "chat"):  # running and routed: their traffic never touches the activator
+                async with s.get(d.url + "/", headers={"Host": f"{name}.test"}) as r:
+                    assert r.status == 200, await r.text()
+                await d.wait_routed(name)
+        if _read_sysctl() is not None:
+            watch = asyncio.ensure_future(_hold_sysctl("1" if label == "defaults" else "0", out, stop))
+        await _new_connections(d, plan, out)
+        await _websockets(d, plan, out)
+    finally:
+        stop.set()
+        if watch is not None:
+            await watch
+        await asyncio.to_thread(d.close)
+    return out
+
+
+def _summary(label: str, out: Outcome) -> str:
+    kinds = ", ".join(f"{kind}: {n}" for kind, n in out.failures.most_common()) or "none"
+    line = (
+        f"reloads, {label}: {out.requests} new connections in {out.seconds:.1f} s over {out.switches:g} switches, "
+        f"failed {out.failed} ({kinds}); WebSockets alive {out.alive} after {out.ws_switches:g}"
+    )
+    if out.sysctl_put_back:
+        line += f"; tcp_migrate_req changed by another process and put back {out.sysctl_put_back} times"
+    return line
+
+
+async def reloads(quick: bool) -> Result:
+    plan = QUICK if quick else FULL
+    previous = _read_sysctl()
+    client = docker.from_env()
+    outcomes: dict[str, Outcome] = {}
+    try:
+        for label in CONFIGS:
+            if label == "baseline" and previous is not None:
+                _write_sysctl("0")  # dialup's own start-up leaves it alone: migrate_connections = false
+            outcomes[label] = await _run(client, label, plan)
+            print(_summary(label, outcomes[label]), flush=True)
+    finally:
+        if previous is not None:
+            _write_sysctl(previous)  # the machine's value before the bench
+        client.close()
+    new, old = outcomes["defaults"], outcomes["baseline"]
+
+    figures = [
+        Figure("new connections: requests", new.requests, "requests", old.requests, BASELINE),
+        Figure("new connections: failures", new.failed, "requests", old.failed, BASELINE),
+        Figure("new connections: failure rate", new.rate, "%", old.rate, BASELINE),
+        Figure("new connections: per second", new.per_second, "req/s", old.per_second, BASELINE),
+        *(
+            Figure(f"  failed: {kind}", new.failures[kind], "requests", old.failures[kind], BASELINE)
+            for kind in sorted(set(new.failures) | set(old.failures))
+        ),
+        Figure("new connections: route switches", new.switches, "switches", old.switches, BASELINE),
+        Figure(f"WebSockets alive (of {plan.sockets})", new.alive, "sockets", old.alive, BASELINE),
+        Figure("WebSockets: route switches", new.ws_switches, "switches", old.ws_switches, BASELINE),
+        Figure("tcp_migrate_req put back", new.sysctl_put_back, "times", old.sysctl_put_back, BASELINE),
+    ]
+    note = " (this kernel has no tcp_migrate_req: both ran without it)" if previous is None else ""
+    return Result(
+        "reloads",
+        f"{plan.clients} clients (a new connection a request) to a running site during {plan.switches} route switches "
+        f"of others, then {plan.sockets} WebSockets during {2 * plan.cycles}: defaults vs {BASELINE}{note}",
+        figures,
+        {
+            "failed new connections, defaults": [new.failed],
+            "failed new connections, baseline": [old.failed],
+            "WebSockets alive, defaults": [new.alive],
+            "WebSockets alive, baseline": [old.alive],
+        },
+        unit="count",
+    )
