@@ -216,13 +216,15 @@ class Server:
         await self.runner.cleanup()
 
     async def serve(self) -> None:
+        # Signals are ours from the start: a SIGTERM while setting up ends it cleanly once that step is done.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         try:
             await self.setup()
-            await self.go_live()
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
+            if not stop.is_set():
+                await self.go_live()
             await stop.wait()
         finally:
             await self.shutdown()

@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             print(f"{config.path}: ok, {len(config.sites)} sites")
         elif args.command == "caddy-config":
-            sys.stdout.buffer.write(orjson.dumps(render(config, {}), option=orjson.OPT_INDENT_2) + b"\n")
+            sys.stdout.buffer.write(orjson.dumps(render(config), option=orjson.OPT_INDENT_2) + b"\n")
         elif args.command == "status":
             status = asyncio.run(_status(config))
             if args.json:

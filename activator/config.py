@@ -68,6 +68,11 @@ class ServerConfig:
     def db_path(self) -> Path:
         return self.system_dir / "dialup.db"
 
+    @property
+    def routes_dir(self) -> Path:
+        """One file per site, the address Caddy sends its requests to (proxy/render.py)."""
+        return self.state_dir / "routes"
+
 
 @dataclass(frozen=True)
 class CaddyConfig:
@@ -80,6 +85,7 @@ class CaddyConfig:
     # (None: closed at once, as Caddy did before stream_close_delay).
     stream_close_delay: float | None = 24 * 3600.0
     migrate_connections: bool = True  # set net.ipv4.tcp_migrate_req = 1 (as root): no resets on reloads
+    pass_listener: bool = True  # a managed Caddy listens on a socket dialup makes (TCP_DEFER_ACCEPT) and hands it
     max_connections: int = 4096  # open files of the managed Caddy: a cap on its connections
     max_header_bytes: int = 16 * 1024  # request line and headers, in Caddy and in the activator alike
     read_header_timeout: float = 10.0  # a client that has not sent its headers by then is closed
@@ -274,6 +280,7 @@ def load_config(path: Path | str) -> Config:
         automatic_https=c.get("automatic_https", _typed(bool, "true or false"), cb.automatic_https),
         stream_close_delay=c.get("stream_close_delay", parse_optional_duration, cb.stream_close_delay),
         migrate_connections=c.get("migrate_connections", _typed(bool, "true or false"), cb.migrate_connections),
+        pass_listener=c.get("pass_listener", _typed(bool, "true or false"), cb.pass_listener),
         max_connections=c.get("max_connections", _at_least(64, _typed(int, "a whole number")), cb.max_connections),
         max_header_bytes=c.get("max_header_bytes", _at_least(4096, parse_size), cb.max_header_bytes),
         read_header_timeout=c.get("read_header_timeout", _positive(parse_duration), cb.read_header_timeout),

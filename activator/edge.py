@@ -48,7 +48,6 @@ WS_HANDSHAKE = frozenset(
     )
 )
 # No total timeout: held and streamed responses may last; a dead upstream is caught at connect.
-ROUTE_WAIT = 5.0  # seconds a WebSocket waits for its site's route switch before connecting anyway
 WS_MAX_MESSAGE = 16 * 1024 * 1024  # bytes of one WebSocket message relayed (larger: closed with 1009)
 # Go's http server, Caddy's, reads up to MaxHeaderBytes plus this much before it refuses a request's headers.
 GO_HEADER_SLACK = 4096
@@ -114,7 +113,6 @@ async def _forward_with_retry(request: web.Request, supervisor: Supervisor, site
         async with supervisor.lease(site) as lease:
             try:
                 if request.headers.get("Upgrade", "").lower() == "websocket":
-                    await lease.routed(ROUTE_WAIT)
                     return await _websocket(request, lease.port, lease.slots)
                 return await _http(request, lease.port, lease.slots)
             except _NoAnswer as exc:

@@ -39,11 +39,7 @@ async def stop_site(d: Deployment, name: str) -> None:
 
 
 async def _route_is_activator(d: Deployment, name: str) -> bool:
-    connector = aiohttp.UnixConnector(path=str(d.caddy_socket))
-    async with aiohttp.ClientSession(connector=connector) as s:
-        async with s.get(f"http://localhost/id/dialup-proxy-{name}/upstreams") as r:
-            upstreams = await r.json()
-    return len(upstreams) == 1 and (await d.status())[name]["state"] == "stopped"
+    return d.route_on_activator(name) and (await d.status())[name]["state"] == "stopped"
 
 
 async def through_activator(d: Deployment, session: aiohttp.ClientSession, expected: str, name: str = "blog") -> float:

@@ -13,7 +13,8 @@ import orjson
 
 from activator.config import Config
 from activator.proxy.accesslog import ACCESS_LOGGER
-from activator.proxy.render import ROUTE_PREFIX, SERVER, access_logger, proxy_id, render, server, upstreams
+from activator.proxy.render import ROUTE_PREFIX, SERVER, access_logger, file_upstream, render, route_address, server
+from activator.proxy.routefiles import RouteFiles
 
 log = logging.getLogger(__name__)
 
@@ -79,25 +80,30 @@ class CaddyAdmin:
 
 
 class CaddyRouter:
-    """Router on Caddy's admin API. A Caddy that dialup manages gets the whole config with /load, and only if
-    it differs from what it has (a reload of an unchanged config would still cut short the requests waiting in
-    Caddy's retries). A Caddy that the operator runs (manage = false) gets dialup's own server and access logger
-    and nothing else: its other sites are left alone."""
+    """Router on Caddy: a site's route is its route file (proxy/routefiles.py), which Caddy reads at each
+    request; the config, which names the files, changes only with dialup's config. A Caddy that dialup manages
+    gets the whole config with /load, and only if it differs from what it has (a reload of an unchanged config
+    would still cut short the requests waiting in Caddy's retries). A Caddy that the operator runs
+    (manage = false) gets dialup's own server and access logger and nothing else: its other sites are left
+    alone."""
 
     def __init__(self, admin: CaddyAdmin, config: Config) -> None:
         self.admin = admin
         self.config = config
         self.activator = str(config.server.listen)
+        self.files = RouteFiles(config.server.routes_dir)
+        self._sites = {file_upstream(config.server.routes_dir, s.name): s.name for s in config.sites}
 
     async def load(self, routes: Mapping[str, int | None]) -> None:
-        running = {s: p for s, p in routes.items() if p is not None}
+        for site, host_port in routes.items():  # first: the config names them
+            await self.route(site, host_port)
         if self.config.caddy.manage:
-            wanted = render(self.config, running)
+            wanted = render(self.config)
             if await self.admin.request("GET", "/config/") != wanted:
                 await self.admin.load(wanted)
             return
         await self._set(f"/config/logging/logs/{ACCESS_LOGGER}", access_logger(self.config))
-        await self._set(f"/config/apps/http/servers/{SERVER}", server(self.config, running))
+        await self._set(f"/config/apps/http/servers/{SERVER}", server(self.config))
 
     async def _set(self, path: str, value: Any) -> None:
         """Set one value of Caddy's config, unless it is so already. Objects above it that are missing are made
@@ -116,24 +122,29 @@ class CaddyRouter:
             return None
 
     async def route(self, site: str, host_port: int | None) -> None:
-        await self.admin.request("PATCH", f"/id/{proxy_id(site)}/upstreams", upstreams(self.activator, host_port))
+        await asyncio.to_thread(self.files.write, site, route_address(self.activator, host_port))
 
     async def routes(self) -> Mapping[str, int | None]:
+        """The route of each site that Caddy has a route for (absent: Caddy lacks it, or its file is wrong)."""
+        present = {
+            str(route.get("@id", "")).removeprefix(ROUTE_PREFIX)
+            for route in await self._get(f"/config/apps/http/servers/{SERVER}/routes") or []
+            if str(route.get("@id", "")).startswith(ROUTE_PREFIX)
+        }
         found: dict[str, int | None] = {}
-        try:
-            routes = await self.admin.request("GET", f"/config/apps/http/servers/{SERVER}/routes")
-        except CaddyError:  # no such server: Caddy holds none of our config
-            return found
-        for route in routes or []:
-            name = str(route.get("@id", "")).removeprefix(ROUTE_PREFIX)
-            handlers = route.get("handle") or []
-            proxy: dict[str, Any] = next((h for h in handlers if h.get("handler") == "reverse_proxy"), {})
-            dials = [u.get("dial", "") for u in proxy.get("upstreams") or []]
-            if not route.get("@id", "").startswith(ROUTE_PREFIX) or not dials:
-                continue
-            first = dials[0]
-            found[name] = None if first == self.activator else int(first.rpartition(":")[2])
+        for site in present:
+            address = await asyncio.to_thread(self.files.read, site)
+            if address == self.activator:
+                found[site] = None
+            elif address is not None and address.startswith("127.0.0.1:") and address[10:].isdigit():
+                found[site] = int(address[10:])
         return found
 
     async def in_flight(self) -> Mapping[str, int]:
-        return {u["address"]: int(u.get("num_requests") or 0) for u in await self.admin.upstreams()}
+        """Requests open through each site's route (Caddy counts them by its file upstream), by site."""
+        counts: dict[str, int] = {}
+        for upstream in await self.admin.upstreams():
+            site = self._sites.get(upstream["address"])
+            if site is not None:
+                counts[site] = counts.get(site, 0) + int(upstream.get("num_requests") or 0)
+        return counts

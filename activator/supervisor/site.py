@@ -75,9 +75,8 @@ class Site:
         return self._state in (SiteState.RUNNING, SiteState.PAUSED, SiteState.STARTING, SiteState.DRAINING)
 
     def open_requests(self, in_flight: Mapping[str, int]) -> int:
-        """Requests open to the container: through Caddy (from its upstream counts) or forwarded here."""
-        through_caddy = in_flight.get(f"127.0.0.1:{self._host_port}", 0) if self._host_port else 0
-        return through_caddy + self.demand.active
+        """Requests open to the site: through Caddy's route (its in-flight counts, by site) or forwarded here."""
+        return in_flight.get(self.name, 0) + self.demand.active
 
 
 @dataclass

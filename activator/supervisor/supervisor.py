@@ -43,13 +43,7 @@ class Lease:
     port: int
     slots: asyncio.Semaphore  # held while the request waits for its response headers
     _site: Site
-    _routes: Routes
     _recovery: Recovery
-
-    async def routed(self, limit: float) -> None:
-        """Wait (at most `limit` seconds) until Caddy's route points at the container: a WebSocket opened
-        before would be closed by that route switch on Caddy 2.6 (README: known limits)."""
-        await self._routes.wait_routed(self._site.name, limit)
 
     async def no_answer(self) -> None:
         """The forward got no answer (refused, or closed unanswered): look at the container again. Returns
@@ -142,7 +136,7 @@ class Supervisor:
         port = await self._acquire(site)
         site.demand.active += 1
         try:
-            yield Lease(port, site.demand.forwarding, site, self.routes, self.recovery)
+            yield Lease(port, site.demand.forwarding, site, self.recovery)
         finally:
             site.demand.active -= 1
 

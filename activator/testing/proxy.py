@@ -17,12 +17,13 @@ class ProxyError(Exception):
 
 class FakeRouter:
     """Router in memory: `caddy` is the route the proxy has for each site; `open` the requests open to each
-    host port. `fail(op, times)` makes the next calls of an operation (load, route, routes, in_flight) fail;
-    `down` makes every call fail."""
+    host port (counted, as Caddy does, for the site whose route last pointed at it). `fail(op, times)` makes
+    the next calls of an operation (load, route, routes, in_flight) fail; `down` makes every call fail."""
 
     def __init__(self) -> None:
         self.caddy: dict[str, int | None] = {}
         self.open: dict[int, int] = {}
+        self._site_of: dict[int, str] = {}
         self.changes: list[tuple[str, int | None]] = []
         self.loads = 0
         self.down = False
@@ -41,6 +42,7 @@ class FakeRouter:
     async def load(self, routes: Mapping[str, int | None]) -> None:
         self._check("load")
         self.caddy, self.loads = dict(routes), self.loads + 1
+        self._site_of.update({port: site for site, port in routes.items() if port is not None})
 
     async def route(self, site: str, host_port: int | None) -> None:
         self._check("route")
@@ -48,6 +50,8 @@ class FakeRouter:
             raise ProxyError(f"unknown route {site}")
         self.caddy[site] = host_port
         self.changes.append((site, host_port))
+        if host_port is not None:
+            self._site_of[host_port] = site
 
     async def routes(self) -> Mapping[str, int | None]:
         self._check("routes")
@@ -55,7 +59,11 @@ class FakeRouter:
 
     async def in_flight(self) -> Mapping[str, int]:
         self._check("in_flight")
-        return {f"127.0.0.1:{port}": n for port, n in self.open.items() if n}
+        counts: dict[str, int] = {}
+        for port, n in self.open.items():
+            if n and port in self._site_of:
+                counts[self._site_of[port]] = counts.get(self._site_of[port], 0) + n
+        return counts
 
 
 class FakeProber:

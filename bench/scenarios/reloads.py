@@ -1,18 +1,21 @@
-"""reloads: what a route switch (a Caddy config reload) costs everyone else, with dialup's defaults against
-Caddy 2.6's behaviour, in the same run.
+"""reloads: what a route switch costs everyone else, with dialup's defaults against what a switch cost before
+(a full reload of Caddy's config, as with Caddy 2.6), in the same run.
 
-Every start, wake, pause, stop and eviction switches a site's route, and every switch is a full reload of
-Caddy's config. Two costs, each measured with the defaults (`net.ipv4.tcp_migrate_req = 1`, set by `dialup up`;
-`stream_close_delay = "24h"`) and with the baseline (`migrate_connections = false` with the sysctl set to 0 by
-the bench, and `stream_close_delay = "off"`: what Caddy 2.6 did):
+Every start, wake, pause, stop and eviction switches a site's route. With the defaults a switch writes the
+site's route file, which Caddy reads at each request: no reload. The baseline makes each switch a full reload
+of Caddy's config as well (the bench changes a server setting back and forth through the admin API right
+after the activator's switch), with Caddy binding its own listener (`pass_listener = false`), the sysctl
+`net.ipv4.tcp_migrate_req` at 0 (`migrate_connections = false`, and set by the bench) and
+`stream_close_delay = "off"`: what route switches cost with Caddy 2.6. Two costs, each measured in both:
 
 1. new connections: clients open a new connection for every request to a running site while other sites'
    routes switch; counted: requests, failures (resets, errors, non-200);
 2. WebSockets: open to a running site, then other sites are started and stopped; counted: how many still echo.
 
 The switches are real ones, made by the activator: a request for a stopped site starts it (the activator
-routes Caddy to the container: one reload), then `docker stop` from outside (the activator sees it die and
-routes Caddy back to itself: a second reload). The count is the activator's own (`dialup_route_changes`).
+routes Caddy to the container), then `docker stop` from outside (the activator sees it die and routes Caddy
+back to itself). The count is the activator's own (`dialup_route_changes`). New connections are made without
+aiohttp's silent second try of a GET whose connection closed before the answer: that is what is counted.
 """
 
 from __future__ import annotations
@@ -36,11 +39,11 @@ NGINX = "dialup-test-nginx:latest"  # the traffic target: busybox httpd would be
 PYAPP = "dialup-test-pyapp:latest"  # its /ws is a WebSocket echo
 STATIC = "dialup-test-static:latest"  # the sites switched: busybox, the fastest cold start
 SWITCHED = ("b0", "b1")
-BASELINE = "tcp_migrate_req 0, no stream_close_delay (Caddy 2.6)"
+BASELINE = "each switch a reload, as with Caddy 2.6"
 # The [caddy] keys of each configuration; the baseline's sysctl is also set to 0 by the bench (below).
 CONFIGS: dict[str, dict[str, Any]] = {
     "defaults": {},
-    "baseline": {"migrate_connections": False, "stream_close_delay": "off"},
+    "baseline": {"migrate_connections": False, "stream_close_delay": "off", "pass_listener": False},
 }
 ROUTE_CHANGES = "dialup_route_changes_total"
 
@@ -117,12 +120,16 @@ def _stop_container(d: Deployment, name: str) -> None:
 
 
 async def _on_activator(d: Deployment, name: str) -> bool:
+    return d.route_on_activator(name) and bool((await d.status())[name]["state"] == "stopped")
+
+
+async def _reload(d: Deployment, switch: int) -> None:
+    """A full reload of Caddy's config, as a route switch was before route files: a server setting changed."""
     connector = aiohttp.UnixConnector(path=str(d.caddy_socket))
     async with aiohttp.ClientSession(connector=connector) as s:
-        async with s.get(f"http://localhost/id/dialup-proxy-{name}/upstreams") as r:
-            upstreams = await r.json()
-    on = upstreams == [{"dial": f"127.0.0.1:{d.listen_port}"}]
-    return on and bool((await d.status())[name]["state"] == "stopped")
+        url = "http://localhost/config/apps/http/servers/dialup/idle_timeout"
+        async with s.patch(url, json=f"{120 + switch % 2}s") as r:
+            assert r.status == 200, await r.text()
 
 
 async def _cycle(d: Deployment, session: aiohttp.ClientSession, name: str) -> None:
@@ -139,8 +146,17 @@ async def _cycle(d: Deployment, session: aiohttp.ClientSession, name: str) -> No
         if attempt == 2:
             raise AssertionError(f"the switched site {name} did not answer (log: {d.log_path})")
     await d.wait_routed(name)
+    if _reloads(d):
+        await _reload(d, 0)
     await asyncio.to_thread(_stop_container, d, name)
     await until(lambda: _on_activator(d, name), 10, f"the route of {name} back on the activator")
+    if _reloads(d):
+        await _reload(d, 1)
+
+
+def _reloads(d: Deployment) -> bool:
+    """The baseline's switches each reload Caddy's config too."""
+    return d.server.get("caddy") == CONFIGS["baseline"]
 
 
 async def _switch(d: Deployment, switches: int, limit: float) -> float:

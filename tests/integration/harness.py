@@ -88,7 +88,8 @@ class Deployment:
 
     def render(self, sites: list[dict[str, Any]], **server: Any) -> str:
         server = dict(server)
-        caddy = server.pop("caddy", {})  # keys added to the [caddy] table (its listen and admin are the harness's)
+        caddy = dict(server.pop("caddy", {}))  # keys for the [caddy] table (its listen and admin are the harness's)
+        manage = caddy.pop("manage", True)
         tables = {key: server.pop(key) for key in ("budget", "thresholds", "defaults", "holder") if key in server}
         lines = [
             "[server]",
@@ -100,7 +101,7 @@ class Deployment:
             "[caddy]",
             f'http_listen = "127.0.0.1:{self.http_port}"',
             f'admin = "unix/{self.caddy_socket}"',
-            "manage = true",
+            f"manage = {_toml(manage)}",
             *(f"{key} = {_toml(value)}" for key, value in caddy.items()),
         ]
         for table, values in tables.items():
@@ -168,16 +169,16 @@ class Deployment:
                 total += float(value)
         return total
 
+    def route_file(self, site: str) -> Path:
+        """The file Caddy reads the site's route from at each request (activator/proxy/render.py)."""
+        return self.dir / "state" / "routes" / site
+
+    def route_on_activator(self, site: str) -> bool:
+        return self.route_file(site).read_text().strip() == f"127.0.0.1:{self.listen_port}"
+
     async def wait_route_on_activator(self, site: str) -> None:
-        """Until Caddy's route for the site lists only the activator (after a crash, stop or pause)."""
-
-        async def on_activator() -> bool:
-            connector = aiohttp.UnixConnector(path=str(self.caddy_socket))
-            async with aiohttp.ClientSession(connector=connector) as s:
-                async with s.get(f"http://localhost/id/dialup-proxy-{site}/upstreams") as r:
-                    return await r.json() == [{"dial": f"127.0.0.1:{self.listen_port}"}]
-
-        await until(on_activator, 10, f"Caddy's route for {site} to go back to the activator")
+        """Until Caddy's route for the site goes to the activator (after a crash, stop or pause)."""
+        await until(lambda: self.route_on_activator(site), 10, f"Caddy's route for {site} to go back to the activator")
 
     async def wait_routed(self, site: str) -> None:
         async def routed() -> bool:

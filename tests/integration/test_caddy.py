@@ -8,12 +8,14 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
 from typing import Any
 
 import aiohttp
 import psutil
 
-from tests.integration.harness import site, until
+from activator.proxy.process import bundled_binary
+from tests.integration.harness import free_port, site, until
 
 STATIC_BODY = "static test site\n"
 MiB = 1 << 20
@@ -146,3 +148,35 @@ async def test_an_upload_larger_than_the_buffer_streams_through_caddy(deploy, im
         await watcher
     # Streamed, not held: Caddy grew by a small part of the body, not by its size (as with unbounded buffers).
     assert peak - base < size // 4, f"Caddy grew by {(peak - base) / MiB:.0f} MiB for a {size // MiB} MiB upload"
+
+
+async def test_a_caddy_that_dialup_does_not_manage_keeps_the_operators_own_sites(deploy, images, tmp_path):
+    d = await deploy([site("blog", images["static"])], start=False, caddy={"manage": False})
+    own = free_port()
+    operator = {  # the operator's Caddy, with a site of its own, answering on the admin address dialup is given
+        "admin": {"listen": f"unix/{d.caddy_socket}", "origins": ["localhost"]},
+        "apps": {"http": {"servers": {"mine": {
+            "listen": [f"127.0.0.1:{own}"],
+            "routes": [{"handle": [{"handler": "static_response", "body": "the operator's own\n"}]}],
+        }}}},
+    }  # fmt: skip
+    (tmp_path / "caddy.json").write_text(json.dumps(operator))
+    command = [str(bundled_binary()), "run", "--config", str(tmp_path / "caddy.json")]
+    caddy = await asyncio.to_thread(subprocess.Popen, command)
+    try:
+        await d.start()
+        assert await get(d, "blog.test") == (200, STATIC_BODY)  # dialup's site, cold-started through it
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{own}/") as r:
+            assert (r.status, await r.text()) == (200, "the operator's own\n")
+        connector = aiohttp.UnixConnector(path=str(d.caddy_socket))
+        async with aiohttp.ClientSession(connector=connector) as s:
+            async with s.get("http://localhost/config/apps/http/servers") as r:
+                assert set(await r.json()) == {"mine", "dialup"}
+            async with s.get("http://localhost/config/admin") as r:
+                assert (await r.json())["listen"] == f"unix/{d.caddy_socket}"  # untouched
+        assert (await d.admin_json("/status"))["caddy"] == {
+            "managed": False, "up": True, "pid": None, "restarts": 0, "tcp_migrate_req": "on"
+        }
+    finally:
+        caddy.terminate()
+        await asyncio.to_thread(caddy.wait, 10)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from activator.config import load_config
+from activator.config import CaddyConfig, load_config
 from activator.core.probe import is_ready_status, probe_delays
-from activator.proxy.render import REQUEST_BUFFER, proxy_id, render
+from activator.proxy.render import REQUEST_BUFFER, admin_config, proxy_id, render
 
 CONFIG = """
 [server]
@@ -31,7 +32,7 @@ port = 3000
 def _render(tmp_path: Path, extra: str = "") -> dict[str, Any]:
     path = tmp_path / "c.toml"
     path.write_text(CONFIG.replace("[caddy]\n", "[caddy]\n" + extra))
-    return render(load_config(path), {"app": 32768})
+    return render(load_config(path))
 
 
 def _proxy(route: dict[str, Any]) -> dict[str, Any]:
@@ -39,7 +40,7 @@ def _proxy(route: dict[str, Any]) -> dict[str, Any]:
     return proxy
 
 
-def test_routes_point_at_the_container_only_while_it_runs(tmp_path: Path) -> None:
+def test_each_route_reads_its_file_first_then_falls_back_to_the_activator(tmp_path: Path) -> None:
     rendered = _render(tmp_path)
     server = rendered["apps"]["http"]["servers"]["dialup"]
     assert server["listen"] == ["fd/100"]  # the socket dialup made for the Caddy it runs
@@ -47,12 +48,11 @@ def test_routes_point_at_the_container_only_while_it_runs(tmp_path: Path) -> Non
     blog, app, fallback = server["routes"]
     assert blog["match"] == [{"host": ["blog.test", "www.blog.test"]}]
     assert _proxy(blog)["@id"] == proxy_id("blog")
-    assert _proxy(blog)["upstreams"] == [{"dial": "127.0.0.1:9000"}]
-    # Running: the container first; a refused dial falls through to the activator.
-    handler = _proxy(app)
-    assert handler["upstreams"] == [{"dial": "127.0.0.1:32768"}, {"dial": "127.0.0.1:9000"}]
-    assert handler["load_balancing"]["selection_policy"] == {"policy": "first"}
-    assert "flush_interval" not in handler
+    # The route file says where (container or activator); a refused dial falls through to the activator.
+    assert _proxy(blog)["upstreams"] == [{"dial": "{file./var/lib/dialup/routes/blog}"}, {"dial": "127.0.0.1:9000"}]
+    assert _proxy(app)["upstreams"][0] == {"dial": "{file./var/lib/dialup/routes/app}"}
+    assert _proxy(app)["load_balancing"]["selection_policy"] == {"policy": "first"}
+    assert "flush_interval" not in _proxy(app)
     assert fallback == {"handle": [{"handler": "static_response", "status_code": 404, "body": "unknown host\n"}]}
     assert rendered["admin"]["listen"] == "unix//tmp/x/caddy.sock"
     assert rendered["admin"]["origins"] == ["localhost"]
@@ -87,7 +87,7 @@ def test_a_site_can_opt_out_of_compression_and_body_limits_and_streams_can_close
     path = tmp_path / "c.toml"
     text = CONFIG.replace("[caddy]\n", '[caddy]\nstream_close_delay = "off"\n')
     path.write_text(text.replace('image = "app"', 'image = "app"\ncompress = false\nmax_body = "off"'))
-    app = render(load_config(path), {})["apps"]["http"]["servers"]["dialup"]["routes"][1]
+    app = render(load_config(path))["apps"]["http"]["servers"]["dialup"]["routes"][1]
     assert [h["handler"] for h in app["handle"]] == ["reverse_proxy"]
     assert "stream_close_delay" not in _proxy(app)
 
@@ -102,3 +102,8 @@ def test_probe_delays_start_small_and_cap_at_50ms() -> None:
 
 def test_ready_status() -> None:
     assert is_ready_status(200) and is_ready_status(404) and not is_ready_status(502)
+
+
+def test_the_base_config_in_caddy_is_what_dialup_starts_caddy_with(tmp_path: Path) -> None:
+    base = json.loads((Path(__file__).resolve().parents[2] / "caddy" / "base.json").read_text())
+    assert base == {"admin": admin_config(CaddyConfig())}
