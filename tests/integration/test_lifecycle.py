@@ -96,7 +96,7 @@ async def test_requests_during_stop_and_start_cycles_all_get_the_real_body(deplo
             # stopped (the requests then start it again).
             down = ("draining", "stopped") if i % 2 else ("stopped",)
 
-            async def going_down() -> str | None:
+            async def going_down(down: tuple[str, ...] = down) -> str | None:
                 current = await state(d, "cycle")
                 return current if current in down else None
 
