@@ -44,7 +44,7 @@ def test_routes_point_at_the_container_only_while_it_runs(tmp_path: Path) -> Non
     server = rendered["apps"]["http"]["servers"]["dialup"]
     assert server["listen"] == ["127.0.0.1:8080"]
     assert server["automatic_https"] == {"disable": True}
-    blog, app, fallback = server["routes"]
+    blog, app, fallback, _named = server["routes"]  # _named: for Caddy's metrics only (test_caddy_metrics.py)
     assert blog["match"] == [{"host": ["blog.test", "www.blog.test"]}]
     assert _proxy(blog)["@id"] == proxy_id("blog")
     assert _proxy(blog)["upstreams"] == [{"dial": "127.0.0.1:9000"}]
