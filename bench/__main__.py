@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bench.report import RESULTS, Result, replot, table, write
-from bench.scenarios import density, load, startup, throughput
+from bench.scenarios import activity, density, load, startup, throughput
 
 SCENARIOS: dict[str, Callable[[bool], Awaitable[Result]]] = {
     "cold-start": startup.cold_start,
@@ -22,6 +22,7 @@ SCENARIOS: dict[str, Callable[[bool], Awaitable[Result]]] = {
     "burst": load.burst,
     "footprint": load.footprint,
     "density": density.density,
+    "activity": activity.activity,
 }
 
 
