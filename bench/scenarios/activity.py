@@ -185,6 +185,7 @@ async def activity(quick: bool) -> Result:
         Figure("activator CPU, metrics", _mean(met, "activator"), "% of a core", _mean(log, "activator"), "access log"),
         Figure("Caddy CPU, metrics", _mean(met, "caddy"), "% of a core", _mean(log, "caddy"), "access log"),
         Figure("req/s through Caddy, metrics", _mean(met, "rps"), "req/s", _mean(log, "rps"), "access log"),
+        Figure("Caddy CPU per 1,000 requests, metrics", _per_k(met), "ms", _per_k(log), "access log"),
         Figure("counted/sent, metrics", 100 * _ratio(met), "%", 100 * _ratio(log), "access log"),
         Figure("non-2xx", sum(r["errors"] for r in met + log), "responses", 0, "must be"),
     ]
@@ -209,6 +210,11 @@ async def activity(quick: bool) -> Result:
         | {f"Caddy CPU, {source}": [r["caddy"] for r in rows] for source, rows in runs.items()},
         unit="% of a core, each round",
     )
+
+
+def _per_k(rows: list[dict[str, float]]) -> float:
+    """Caddy's CPU time (ms) per 1,000 requests served, over all rounds."""
+    return sum(r["caddy"] / 100 / r["rps"] for r in rows) / len(rows) * 1e6
 
 
 def _ratio(rows: list[dict[str, float]]) -> float:
