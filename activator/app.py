@@ -15,11 +15,13 @@ from activator.api import make_admin_app
 from activator.clock import SystemClock
 from activator.config import Config
 from activator.edge import HTTP, SUPERVISOR, BadRequestsInOneLine, make_edge_app, server_limits
+from activator.model import ActivitySource
 from activator.monitor import Monitor
 from activator.privatesocket import bind_private
 from activator.proxy.accesslog import AccessLogListener
 from activator.proxy.caddy import CaddyAdmin, CaddyRouter
 from activator.proxy.guard import CaddyGuard
+from activator.proxy.metrics import CaddyMetrics
 from activator.proxy.process import CaddyProcess
 from activator.proxy.sysctl import migrate_connections
 from activator.readiness import HttpProber
@@ -40,6 +42,7 @@ REAPER = web.AppKey("reaper", Reaper)
 MONITOR = web.AppKey("monitor", Monitor)
 CGROUPS = web.AppKey("cgroups", CgroupMemory)
 GUARD = web.AppKey("guard", CaddyGuard)
+CADDY_METRICS = web.AppKey("caddy_metrics", CaddyMetrics)
 
 TEARDOWN_LIMIT = 10.0  # seconds each resource gets to close
 
@@ -113,11 +116,23 @@ async def supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def accesslog_ctx(app: web.Application) -> AsyncIterator[None]:
+    if app[CONFIG].server.activity is not ActivitySource.LOG:
+        yield
+        return
     # Up before Caddy's config is loaded: Caddy 2.6 dials its log writer when it loads.
     listener = AccessLogListener(app[CONFIG].server.access_log_listen, app[SUPERVISOR].on_request)
     await listener.start()
     yield
     await listener.close()
+
+
+async def caddy_metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+    # Activity from Caddy's per-host request counters, read by the reaper every tick.
+    config, supervisor = app[CONFIG], app[SUPERVISOR]
+    if config.server.activity is ActivitySource.METRICS:
+        metrics = app[CADDY_METRICS] = CaddyMetrics(app[CADDY], config, supervisor.site_name, supervisor.on_requests)
+        app[ROUTER].before_change = metrics.poll  # a reload starts the counters from zero: read them first
+    yield
 
 
 async def guard_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -129,7 +144,8 @@ async def guard_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def reaper_ctx(app: web.Application) -> AsyncIterator[None]:
-    reaper = app[REAPER] = Reaper(app[SUPERVISOR], app[CONFIG].server.reaper_interval)
+    poll = app[CADDY_METRICS].poll if CADDY_METRICS in app else None
+    reaper = app[REAPER] = Reaper(app[SUPERVISOR], app[CONFIG].server.reaper_interval, poll)
     yield
     await reaper.loop.close()
 
@@ -161,6 +177,7 @@ def build_app(config: Config) -> web.Application:
             supervisor_ctx,
             guard_ctx,
             accesslog_ctx,
+            caddy_metrics_ctx,
             reaper_ctx,
             monitor_ctx,
             admin_ctx,

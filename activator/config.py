@@ -38,7 +38,7 @@ from activator.config_values import (
     parse_size,
     unsafe_capabilities,
 )
-from activator.model import Kind, Network, Strategy
+from activator.model import ActivitySource, Kind, Network, Strategy
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,9 @@ class ServerConfig:
     listen: HostPort = HostPort("127.0.0.1", 9000)  # noqa: RUF009 - HostPort is frozen (see config_values)
     # Labels every container with this name, so several deployments (or test runs) share one engine.
     name: str = "dialup"
-    # Caddy streams its access log here.
+    # Where per-site request counts come from: Caddy's per-host metrics, or its access log streamed to
+    # access_log_listen.
+    activity: ActivitySource = ActivitySource.METRICS
     access_log_listen: HostPort = HostPort("127.0.0.1", 9001)  # noqa: RUF009 - as above
     reaper_interval: float = 1.0  # how often idle sites are looked at
     monitor_interval: float = 5.0  # how often host and container figures are read
@@ -243,6 +245,7 @@ def load_config(path: Path | str) -> Config:
         state_dir=Path(os.path.abspath(path.parent / s.get("state_dir", _dir_value, str(base.state_dir)))),
         listen=s.get("listen", parse_listen, base.listen),
         name=s.get("name", _name, base.name),
+        activity=s.get("activity", _enum(ActivitySource), base.activity),
         access_log_listen=s.get("access_log_listen", parse_listen, base.access_log_listen),
         reaper_interval=s.get("reaper_interval", _positive(parse_duration), base.reaper_interval),
         monitor_interval=s.get("monitor_interval", _positive(parse_duration), base.monitor_interval),

@@ -51,6 +51,13 @@ class Network(enum.StrEnum):
     PLAIN = "plain"  # the site's container has its own network and publishes its own port
 
 
+class ActivitySource(enum.StrEnum):
+    """Where per-site request counts come from (`[server] activity`)."""
+
+    METRICS = "metrics"  # Caddy's per-host request counters, read from its admin API every reaper tick
+    LOG = "log"  # Caddy's access log, one JSON line per request streamed to access_log_listen
+
+
 class SiteState(enum.StrEnum):
     STOPPED = "stopped"
     STARTING = "starting"  # also while waking from paused

@@ -1,9 +1,10 @@
-"""The reaper: every tick, pause or stop the sites the idle policy gives up on (the Drainer drains them)."""
+"""The reaper: every tick, read activity when it is read rather than streamed (Caddy's metrics), then pause or stop
+the sites the idle policy gives up on (the Drainer drains them)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from activator.core.policy import Action, IdleView, idle_action
 from activator.model import SiteState
@@ -15,11 +16,18 @@ log = logging.getLogger(__name__)
 
 
 class Reaper:
-    def __init__(self, supervisor: Supervisor, interval: float) -> None:
+    def __init__(
+        self, supervisor: Supervisor, interval: float, poll: Callable[[], Awaitable[bool]] | None = None
+    ) -> None:
+        """`poll`: reads the requests made since its last call into the supervisor's Activity, False if it could
+        not (then no site is taken down this tick: its activity is not known)."""
         self.supervisor = supervisor
+        self.poll = poll
         self.loop = Periodic("reaper", interval, self.tick)
 
     async def tick(self) -> None:
+        if self.poll is not None and not await self.poll():
+            return
         sup = self.supervisor
         now = sup.clock.monotonic()
         # Ask Caddy for in-flight counts only when some site would be paused or stopped without them.

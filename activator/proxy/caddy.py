@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +12,18 @@ import aiohttp
 import orjson
 
 from activator.config import Config
+from activator.model import ActivitySource
 from activator.proxy.accesslog import ACCESS_LOGGER
-from activator.proxy.render import ROUTE_PREFIX, SERVER, access_logger, file_upstream, render, route_address, server
+from activator.proxy.render import (
+    ROUTE_PREFIX,
+    SERVER,
+    access_logger,
+    file_upstream,
+    metrics_config,
+    render,
+    route_address,
+    server,
+)
 from activator.proxy.routefiles import RouteFiles
 
 log = logging.getLogger(__name__)
@@ -57,6 +67,15 @@ class CaddyAdmin:
                 raise CaddyError(f"{method} {path}: {resp.status} {text.decode(errors='replace').strip()}")
             return orjson.loads(text) if text.strip() else None
 
+    async def read(self, path: str) -> bytes:
+        """A GET of a body that is not JSON (/metrics), as it is: no compression asked for over a local socket."""
+        assert self._session is not None, "CaddyAdmin.open() first"
+        async with self._session.get(self._base + path, headers={"Accept-Encoding": "identity"}) as resp:
+            body = await resp.read()
+            if resp.status >= 400:
+                raise CaddyError(f"GET {path}: {resp.status} {body[:200].decode(errors='replace').strip()}")
+            return body
+
     async def alive(self) -> bool:
         try:
             await self.request("GET", "/config/admin")  # small, whatever else the config holds
@@ -84,8 +103,8 @@ class CaddyRouter:
     request; the config, which names the files, changes only with dialup's config. A Caddy that dialup manages
     gets the whole config with /load, and only if it differs from what it has (a reload of an unchanged config
     would still cut short the requests waiting in Caddy's retries). A Caddy that the operator runs
-    (manage = false) gets dialup's own server and access logger and nothing else: its other sites are left
-    alone."""
+    (manage = false) gets dialup's own server and, for activity, either its access logger or per-host metrics
+    (apps.http.metrics.per_host), and nothing else: its other sites are left alone."""
 
     def __init__(self, admin: CaddyAdmin, config: Config) -> None:
         self.admin = admin
@@ -93,6 +112,13 @@ class CaddyRouter:
         self.activator = str(config.server.listen)
         self.files = RouteFiles(config.server.routes_dir)
         self._sites = {file_upstream(config.server.routes_dir, s.name): s.name for s in config.sites}
+        # Called before every change to Caddy's config: a change is a reload, which starts Caddy's request
+        # counters from zero, so what they counted since the last read is read first (activator/proxy/metrics.py).
+        self.before_change: Callable[[], Awaitable[object]] | None = None
+
+    async def _changing(self) -> None:
+        if self.before_change is not None:
+            await self.before_change()
 
     async def load(self, routes: Mapping[str, int | None]) -> None:
         for site, host_port in routes.items():  # first: the config names them
@@ -100,9 +126,15 @@ class CaddyRouter:
         if self.config.caddy.manage:
             wanted = render(self.config)
             if await self.admin.request("GET", "/config/") != wanted:
+                await self._changing()
                 await self.admin.load(wanted)
             return
-        await self._set(f"/config/logging/logs/{ACCESS_LOGGER}", access_logger(self.config))
+        await self._changing()
+        if self.config.server.activity is ActivitySource.LOG:
+            await self._set(f"/config/logging/logs/{ACCESS_LOGGER}", access_logger(self.config))
+        else:  # per-host counters for the whole http app (the one setting dialup changes outside its server)
+            for key, value in metrics_config().items():
+                await self._set(f"/config/apps/http/metrics/{key}", value)
         await self._set(f"/config/apps/http/servers/{SERVER}", server(self.config))
 
     async def _set(self, path: str, value: Any) -> None:

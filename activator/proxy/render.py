@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from activator.config import CaddyConfig, Config, SiteConfig
+from activator.config_values import parse_listen
+from activator.model import ActivitySource
 from activator.proxy.accesslog import ACCESS_LOGGER
 
 SERVER = "dialup"
@@ -100,18 +102,21 @@ def server(config: Config) -> dict[str, Any]:
     routes = [site_route(site, config) for site in config.sites]
     routes.append({"handle": [{"handler": "static_response", "status_code": 404, "body": "unknown host\n"}]})
     caddy = config.caddy
+    if (named := named_hosts_route(config)) is not None:
+        routes.append(named)
     rendered: dict[str, Any] = {
         # A managed Caddy listens on the socket dialup made and handed it (proxy/process.py).
         "listen": [f"fd/{LISTEN_FD}" if passes_listener(config) else caddy.http_listen],
         "routes": routes,
-        # Every host's access log goes to one logger (logger_names would need each Host exactly, port and all).
-        "logs": {"default_logger_name": ACCESS_LOGGER},
         "max_header_bytes": caddy.max_header_bytes,
         "read_header_timeout": _duration(caddy.read_header_timeout),
         "idle_timeout": _duration(caddy.idle_timeout),
     }
     if not caddy.automatic_https:
         rendered["automatic_https"] = {"disable": True}
+    if config.server.activity is ActivitySource.LOG:
+        # Every host's access log goes to one logger (logger_names would need each Host exactly, port and all).
+        rendered["logs"] = {"default_logger_name": ACCESS_LOGGER}
     return rendered
 
 
@@ -129,14 +134,49 @@ def access_logger(config: Config) -> dict[str, Any]:
 
 def render(config: Config) -> dict[str, Any]:
     """The whole Caddy config, for a Caddy that dialup manages."""
-    return {
+    rendered: dict[str, Any] = {
         "admin": admin_config(config.caddy),
         "storage": {"module": "file_system", "root": str(config.server.state_dir / "caddy")},
-        "logging": {
+        "apps": {"http": {"servers": {SERVER: server(config)}}},
+    }
+    if config.server.activity is ActivitySource.LOG:
+        rendered["logging"] = {
             "logs": {
                 "default": {"exclude": [f"http.log.access.{ACCESS_LOGGER}"]},
                 ACCESS_LOGGER: access_logger(config),
             }
-        },
-        "apps": {"http": {"servers": {SERVER: server(config)}}},
-    }
+        }
+    else:
+        rendered["apps"]["http"]["metrics"] = metrics_config()
+    return rendered
+
+
+# -- activity from Caddy's metrics (server.activity = "metrics"; read by activator/proxy/metrics.py) ----------------
+
+METRICS_HOSTS_ROUTE = "dialup-metrics-hosts"
+
+
+def metrics_config() -> dict[str, Any]:
+    """apps.http.metrics: request counters per host. (The server-level `metrics` that older configs used is not
+    scanned by Caddy 2.11 for the host names it may label, so every host would be "_other".)"""
+    return {"per_host": True}
+
+
+def named_hosts_route(config: Config) -> dict[str, Any] | None:
+    """A route that never matches: Caddy's host matcher compares a request's name without its port, and these
+    names have one. It is there for Caddy's metrics, which label a request by its Host as sent, port and all, and
+    only when that Host is named in a host matcher ("_other" otherwise): with this, a browser's request to a site
+    on a port other than 80 or 443 ("blog.example.com:8080") is counted for its site. Over HTTPS Caddy names every
+    host anyway."""
+    if config.server.activity is not ActivitySource.METRICS or config.caddy.automatic_https:
+        return None
+    port = parse_listen(config.caddy.http_listen).port
+    hosts = [f"{host}:{port}" for site in config.sites for host in site.hosts if not host.startswith("*.")]
+    if port in (80, 443) or not hosts:
+        return None
+    return {"@id": METRICS_HOSTS_ROUTE, "match": [{"host": hosts}], "terminal": True}
+
+
+def site_handlers(config: Config) -> frozenset[str]:
+    """The first handler of each site's route: the `handler` label of its requests in Caddy's metrics."""
+    return frozenset(site_route(s, config)["handle"][0]["handler"] for s in config.sites)

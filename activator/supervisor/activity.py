@@ -1,4 +1,4 @@
-"""Activity: who asked for which site, and when, from Caddy's access log."""
+"""Activity: who asked for which site, and when, from Caddy (its per-host metrics, or its access log)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from activator.supervisor.site import Site
 
 class Activity:
     """Requests per site over sliding windows, and the last one, in the monotonic time every decision uses
-    (Caddy stamps its log in wall time: converted on the way in). Writer: on_request."""
+    (Caddy stamps its log in wall time: converted on the way in). Writers: on_request (the access log, one line at
+    a time) and on_requests (Caddy's metrics, a tick's count at once)."""
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
@@ -18,6 +19,10 @@ class Activity:
     def on_request(self, site: str, wall_ts: float) -> None:
         """One request for the site that started at wall_ts (unix seconds)."""
         self._rates.record(site, self._clock.monotonic() - (self._clock.wall() - wall_ts))
+
+    def on_requests(self, site: str, count: int) -> None:
+        """`count` requests for the site that ended since the previous read of Caddy's counters: made about now."""
+        self._rates.record(site, self._clock.monotonic(), count)
 
     def last_request(self, site: str) -> float | None:
         return self._rates.last_request(site)

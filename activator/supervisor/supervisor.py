@@ -106,6 +106,15 @@ class Supervisor:
         if site is not None:
             self.activity.on_request(site.name, wall_ts)
 
+    def site_name(self, host: str) -> str | None:
+        site = self._hosts.site(host)
+        return site if site in self.sites else None
+
+    def on_requests(self, site: str, count: int) -> None:
+        """`count` requests for the site since the last read of Caddy's metrics."""
+        if site in self.sites:
+            self.activity.on_requests(site, count)
+
     def on_container_event(self, event: ContainerEvent) -> None:
         self.recovery.on_container_event(event)
 

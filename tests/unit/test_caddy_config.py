@@ -45,7 +45,7 @@ def test_each_route_reads_its_file_first_then_falls_back_to_the_activator(tmp_pa
     server = rendered["apps"]["http"]["servers"]["dialup"]
     assert server["listen"] == ["fd/100"]  # the socket dialup made for the Caddy it runs
     assert server["automatic_https"] == {"disable": True}
-    blog, app, fallback = server["routes"]
+    blog, app, fallback, _named = server["routes"]  # _named: for Caddy's metrics only (test_caddy_metrics.py)
     assert blog["match"] == [{"host": ["blog.test", "www.blog.test"]}]
     assert _proxy(blog)["@id"] == proxy_id("blog")
     # The route file says where (container or activator); a refused dial falls through to the activator.
