@@ -7,8 +7,10 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -180,3 +182,34 @@ async def test_a_caddy_that_dialup_does_not_manage_keeps_the_operators_own_sites
     finally:
         caddy.terminate()
         await asyncio.to_thread(caddy.wait, 10)
+
+
+async def test_websockets_stay_open_while_other_sites_start_and_stop(deploy, images):
+    d = await deploy([site("chat", images["pyapp"], kind="node"), site("other", images["static"])])
+    assert (await get(d, "chat.test", "/echo"))[0] == 200
+    await d.wait_routed("chat")
+    async with aiohttp.ClientSession() as s:
+        sockets = [await s.ws_connect(f"{d.url}/ws", headers={"Host": "chat.test"}) for _ in range(3)]
+        for _ in range(3):  # each a route switch there and back: files, not reloads
+            assert await get(d, "other.test") == (200, STATIC_BODY)
+            await d.wait_routed("other")
+            await asyncio.to_thread(d.container("other").stop, timeout=1)
+            await d.wait_route_on_activator("other")
+        for i, ws in enumerate(sockets):
+            await ws.send_str(f"still there {i}")
+            assert (await ws.receive(timeout=5)).data == f"still there {i}"
+            await ws.close()
+
+
+async def test_text_is_compressed_unless_the_site_says_not_and_caddy_files_are_capped(deploy, images):
+    sites = [site("zip", images["pyapp"], kind="node"), site("raw", images["pyapp"], kind="node", compress=False)]
+    d = await deploy(sites)
+    pad = "x" * 2000  # the echo's JSON repeats the request's headers: over Caddy's 512-byte minimum
+    async with aiohttp.ClientSession(auto_decompress=False) as s:
+        for name in ("zip", "raw"):
+            headers = {"Host": f"{name}.test", "Accept-Encoding": "gzip", "X-Pad": pad}
+            async with s.get(d.url + "/echo", headers=headers) as r:
+                assert r.status == 200
+                assert r.headers.get("Content-Encoding") == ("gzip" if name == "zip" else None)
+    limits = await asyncio.to_thread(Path(f"/proc/{caddy_pid(d)}/limits").read_text)
+    assert re.search(r"Max open files\s+4352\s+4352", limits)  # max_connections 4096, plus 256 other files
