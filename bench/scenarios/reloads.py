@@ -6,7 +6,9 @@ site's route file, which Caddy reads at each request: no reload. The baseline ma
 of Caddy's config as well (the bench changes a server setting back and forth through the admin API right
 after the activator's switch), with Caddy binding its own listener (`pass_listener = false`), the sysctl
 `net.ipv4.tcp_migrate_req` at 0 (`migrate_connections = false`, and set by the bench) and
-`stream_close_delay = "off"`: what route switches cost with Caddy 2.6. Two costs, each measured in both:
+`stream_close_delay = "off"`: what route switches cost with Caddy 2.6. A third configuration makes each switch
+a reload with dialup's defaults otherwise (its listening socket, tcp_migrate_req 1, stream_close_delay): what
+a config reload still costs. Two costs, each measured in all three:
 
 1. new connections: clients open a new connection for every request to a running site while other sites'
    routes switch; counted: requests, failures (resets, errors, non-200);
@@ -43,8 +45,12 @@ BASELINE = "each switch a reload, as with Caddy 2.6"
 # The [caddy] keys of each configuration; the baseline's sysctl is also set to 0 by the bench (below).
 CONFIGS: dict[str, dict[str, Any]] = {
     "defaults": {},
+    # Each switch a reload too, with what dialup does against what reloads cost (its own listening socket with
+    # TCP_DEFER_ACCEPT, tcp_migrate_req, stream_close_delay): what a reload still costs, for the README.
+    "reloading": {},
     "baseline": {"migrate_connections": False, "stream_close_delay": "off", "pass_listener": False},
 }
+RELOADING = frozenset({"reloading", "baseline"})  # the configurations whose switches each reload Caddy too
 ROUTE_CHANGES = "dialup_route_changes_total"
 
 
@@ -132,7 +138,7 @@ async def _reload(d: Deployment, switch: int) -> None:
             assert r.status == 200, await r.text()
 
 
-async def _cycle(d: Deployment, session: aiohttp.ClientSession, name: str) -> None:
+async def _cycle(d: Deployment, session: aiohttp.ClientSession, name: str, reload: bool) -> None:
     """A cold start by a request through Caddy (the activator then routes Caddy to the container), then a stop
     from outside (the activator routes Caddy back to itself): two switches, each a reload."""
     for attempt in range(3):
@@ -146,20 +152,15 @@ async def _cycle(d: Deployment, session: aiohttp.ClientSession, name: str) -> No
         if attempt == 2:
             raise AssertionError(f"the switched site {name} did not answer (log: {d.log_path})")
     await d.wait_routed(name)
-    if _reloads(d):
+    if reload:
         await _reload(d, 0)
     await asyncio.to_thread(_stop_container, d, name)
     await until(lambda: _on_activator(d, name), 10, f"the route of {name} back on the activator")
-    if _reloads(d):
+    if reload:
         await _reload(d, 1)
 
 
-def _reloads(d: Deployment) -> bool:
-    """The baseline's switches each reload Caddy's config too."""
-    return d.server.get("caddy") == CONFIGS["baseline"]
-
-
-async def _switch(d: Deployment, switches: int, limit: float) -> float:
+async def _switch(d: Deployment, switches: int, limit: float, reload: bool) -> float:
     """Cycles until `switches` route switches are made or `limit` seconds pass; the switches the activator made."""
     before = await d.metric(ROUTE_CHANGES)
     deadline = time.monotonic() + limit
@@ -167,7 +168,7 @@ async def _switch(d: Deployment, switches: int, limit: float) -> float:
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
         i = 0
         while await d.metric(ROUTE_CHANGES) - before < switches and time.monotonic() < deadline:
-            await _cycle(d, session, SWITCHED[i % len(SWITCHED)])
+            await _cycle(d, session, SWITCHED[i % len(SWITCHED)], reload)
             i += 1
     return await d.metric(ROUTE_CHANGES) - before
 
@@ -188,7 +189,7 @@ def _kind(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-async def _new_connections(d: Deployment, plan: Plan, out: Outcome) -> None:
+async def _new_connections(d: Deployment, plan: Plan, out: Outcome, reload: bool) -> None:
     stop = asyncio.Event()
     connector = aiohttp.TCPConnector(limit=0, force_close=True)  # a new connection for every request
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as s:
@@ -212,7 +213,7 @@ async def _new_connections(d: Deployment, plan: Plan, out: Outcome) -> None:
         tasks = [asyncio.create_task(client("GET" if i % 2 else "HEAD")) for i in range(plan.clients)]
         began = time.monotonic()
         try:
-            out.switches = await _switch(d, plan.switches, plan.limit)
+            out.switches = await _switch(d, plan.switches, plan.limit, reload)
         finally:
             stop.set()
             await asyncio.gather(*tasks)
@@ -231,7 +232,7 @@ async def _echoes(ws: aiohttp.ClientWebSocketResponse, text: str) -> bool:
     return msg.type == aiohttp.WSMsgType.TEXT and msg.data == text
 
 
-async def _websockets(d: Deployment, plan: Plan, out: Outcome) -> None:
+async def _websockets(d: Deployment, plan: Plan, out: Outcome, reload: bool) -> None:
     async with aiohttp.ClientSession() as s:
         sockets = []
         try:
@@ -239,7 +240,7 @@ async def _websockets(d: Deployment, plan: Plan, out: Outcome) -> None:
                 sockets.append(await s.ws_connect(d.url + "/ws", headers={"Host": "chat.test"}))
             opened = await asyncio.gather(*(_echoes(ws, f"before {i}") for i, ws in enumerate(sockets)))
             assert all(opened), f"WebSockets that did not echo before any switch: {opened.count(False)}"
-            out.ws_switches = await _switch(d, 2 * plan.cycles, plan.limit)
+            out.ws_switches = await _switch(d, 2 * plan.cycles, plan.limit, reload)
             after = await asyncio.gather(*(_echoes(ws, f"after {i}") for i, ws in enumerate(sockets)))
             out.alive = sum(after)
         finally:
@@ -262,16 +263,16 @@ async def _run(client: docker.DockerClient, label: str, plan: Plan) -> Outcome:
     try:
         await d.start()
         migrate = (await d.admin_json("/status"))["caddy"]["tcp_migrate_req"]
-        assert (migrate == "on") == (label == "defaults"), f"{label}: tcp_migrate_req is {migrate!r}"
+        assert (migrate == "on") == (label != "baseline"), f"{label}: tcp_migrate_req is {migrate!r}"
         async with aiohttp.ClientSession() as s:
             for name in ("web", "chat"):  # running and routed: their traffic never touches the activator
                 async with s.get(d.url + "/", headers={"Host": f"{name}.test"}) as r:
                     assert r.status == 200, await r.text()
                 await d.wait_routed(name)
         if _read_sysctl() is not None:
-            watch = asyncio.ensure_future(_hold_sysctl("1" if label == "defaults" else "0", out, stop))
-        await _new_connections(d, plan, out)
-        await _websockets(d, plan, out)
+            watch = asyncio.ensure_future(_hold_sysctl("0" if label == "baseline" else "1", out, stop))
+        await _new_connections(d, plan, out, label in RELOADING)
+        await _websockets(d, plan, out, label in RELOADING)
     finally:
         stop.set()
         if watch is not None:
@@ -306,7 +307,7 @@ async def reloads(quick: bool) -> Result:
         if previous is not None:
             _write_sysctl(previous)  # the machine's value before the bench
         client.close()
-    new, old = outcomes["defaults"], outcomes["baseline"]
+    new, old, mid = outcomes["defaults"], outcomes["baseline"], outcomes["reloading"]
 
     figures = [
         Figure("new connections: requests", new.requests, "requests", old.requests, BASELINE),
@@ -321,6 +322,9 @@ async def reloads(quick: bool) -> Result:
         Figure(f"WebSockets alive (of {plan.sockets})", new.alive, "sockets", old.alive, BASELINE),
         Figure("WebSockets: route switches", new.ws_switches, "switches", old.ws_switches, BASELINE),
         Figure("tcp_migrate_req put back", new.sysctl_put_back, "times", old.sysctl_put_back, BASELINE),
+        # What a reload still costs with dialup's defaults (its listener, tcp_migrate_req, stream_close_delay).
+        Figure("if each switch reloaded: failures", mid.failed, "requests", old.failed, BASELINE),
+        Figure("if each switch reloaded: WebSockets alive", mid.alive, "sockets", old.alive, BASELINE),
     ]
     note = " (this kernel has no tcp_migrate_req: both ran without it)" if previous is None else ""
     return Result(
