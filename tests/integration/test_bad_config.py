@@ -24,6 +24,9 @@ CASES = [
     ("bad host", [{**GOOD[0], "hosts": ["http://blog.test"]}], "", "sites[0].hosts", "'http://blog.test'"),
     ("unknown table", GOOD, "[extra]\nx = 1\n", "extra", "{'x': 1}"),
     ("bad listen", GOOD, "", "server.listen", "'nowhere'"),
+    ("admin on the network", GOOD, "", "caddy.admin", "'0.0.0.0:2019'"),
+    ("unsafe capability", [{**GOOD[0], "cap_add": ["SYS_ADMIN"]}], "", "sites[0].cap_add", "SYS_ADMIN"),
+    ("bad body limit", [{**GOOD[0], "max_body": "lots"}], "", "sites[0].max_body", "'lots'"),
 ]
 
 
@@ -34,6 +37,8 @@ def test_bad_config_exits_2_naming_file_key_and_value_and_changes_nothing(docker
         text = d.config_path.read_text()
         if key == "server.listen":
             text = text.replace(f'listen = "127.0.0.1:{d.listen_port}"', 'listen = "nowhere"')
+        if key == "caddy.admin":  # Caddy's admin API can reconfigure it: only a unix socket or loopback
+            text = text.replace(f'admin = "unix/{d.caddy_socket}"', 'admin = "0.0.0.0:2019"')
         d.config_path.write_text(text + extra)
         for command in ("check", "caddy-config", "status", "up"):
             result = d.command(command)
