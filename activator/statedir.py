@@ -1,9 +1,12 @@
-"""The state directory: private (0700) when dialup makes it, refused when another user owns it.
+"""The state directory: made 0711 (others may pass through it, to routes/, but not list or write it), its
+system/ private (0700); refused when another user owns it.
 
 It holds the event log, the admin socket, the lock, Caddy's data and logs: whoever can write in it can stand in
 for any of them (a planted admin socket, a swapped database, a symlink where a log is written). A directory that
 another user made first (a state_dir in a world-writable place such as /tmp) is theirs to tamper with, so dialup
-refuses it rather than use it, and says whose it is."""
+refuses it rather than use it, and says whose it is. A Caddy that does not run as dialup's user (caddy.manage =
+false, under its own systemd unit) reads each site's route file in routes/ (0755, its files 0644): for that,
+state_dir must be traversable by it, and nothing else in it needs to be."""
 
 from __future__ import annotations
 
@@ -14,16 +17,18 @@ from pathlib import Path
 from activator.config import ServerConfig
 from activator.errors import StateDirRefused
 
-PRIVATE = 0o700
+PRIVATE = 0o700  # system/: the event log, the admin socket, the lock, Caddy's logs
+PASSABLE = 0o711  # state_dir: others reach routes/ by its name, and see nothing else
 
 
 def prepare(server: ServerConfig) -> None:
-    """Make state_dir and its system/ directory (0700, whatever the umask), or check the ones there: each must be
-    a directory of this user (a symlink to one too, itself this user's or root's), and state_dir must not be
-    writable by anyone else. system/ is dialup's own: made 0700 if it was looser (an older dialup made it 0755)."""
+    """Make state_dir (0711) and its system/ directory (0700), whatever the umask, or check the ones there: each
+    must be a directory of this user (a symlink to one too, itself this user's or root's), and state_dir must
+    not be writable by anyone else. system/ is dialup's own: made 0700 if it was looser (an older dialup made
+    it 0755). An existing state_dir's mode is the operator's choice, if no one else can write in it."""
     server.state_dir.parent.mkdir(parents=True, exist_ok=True)
-    for path in (server.state_dir, server.system_dir):
-        if _make(path):
+    for path, mode_made in ((server.state_dir, PASSABLE), (server.system_dir, PRIVATE)):
+        if _make(path, mode_made):
             continue
         mode = _check(path)
         if path == server.system_dir and mode & 0o077:
@@ -32,13 +37,13 @@ def prepare(server: ServerConfig) -> None:
             raise StateDirRefused(path, None, f"other users can write in it (mode {mode:04o})")
 
 
-def _make(path: Path) -> bool:
-    """Make the directory, 0700; False if something is there already."""
+def _make(path: Path, mode: int) -> bool:
+    """Make the directory with this mode; False if something is there already."""
     try:
-        path.mkdir(mode=PRIVATE)  # the umask can only take bits away: never looser than 0700, even for an instant
+        path.mkdir(mode=mode)  # the umask can only take bits away: never looser than mode, even for an instant
     except FileExistsError:
         return False
-    os.chmod(path, PRIVATE)  # ... but it may have taken away the owner's own (a umask of 0277)
+    os.chmod(path, mode)  # ... but it may have taken away bits wanted (a umask of 0277 takes the owner's own)
     return True
 
 

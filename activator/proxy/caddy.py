@@ -28,6 +28,7 @@ from activator.proxy.routefiles import RouteFiles
 
 log = logging.getLogger(__name__)
 
+
 class CaddyError(Exception):
     pass
 

@@ -81,8 +81,8 @@ def parse(text: bytes, server: str = SERVER) -> Scrape:
 class CaddyMetrics:
     """Reads Caddy's per-host request counters and tells `record(site, n)` of the requests that ended since the
     last read (Caddy counts a request when it ends, as its access log did). Known to within one read: a request
-    counts as made at the read that first sees it. The first read sets the baseline, unless Caddy's counters started
-from zero after this activator did (its config was loaded now): then they are all new."""
+    counts as made at the read that first sees it. The first read sets the baseline, unless Caddy's counters
+    started from zero after this activator did (its config was loaded now): then they are all new."""
 
     def __init__(
         self,
@@ -118,7 +118,6 @@ from zero after this activator did (its config was loaded now): then they are al
             return False
         if self._failing:
             log.info("Caddy's metrics answer again")
-        self._lock = asyncio.Lock()  # one read at a time: counters are compared in the order they were read
         self._failing = False
         self.reads += 1
         self.bytes = len(body)

@@ -76,7 +76,8 @@ def site_route(site: SiteConfig, config: Config) -> dict[str, Any]:
         "request_buffers": REQUEST_BUFFER,
     }
     if caddy.stream_close_delay is not None:
-        # A route switch is a config reload: without this, every WebSocket and stream of every site closes.
+        # A config reload (dialup's config changed, Caddy restarted, an operator's change; route switches are
+        # files, not reloads) closes every WebSocket and stream of every site without this.
         proxy["stream_close_delay"] = _duration(caddy.stream_close_delay)
     handle: list[dict[str, Any]] = []
     if site.max_body is not None:
@@ -120,6 +121,11 @@ def server(config: Config) -> dict[str, Any]:
     return rendered
 
 
+def default_logger() -> dict[str, Any]:
+    """Caddy's default logger (stderr), told to leave out the access lines it would otherwise write twice."""
+    return {"exclude": [f"http.log.access.{ACCESS_LOGGER}"]}
+
+
 def access_logger(config: Config) -> dict[str, Any]:
     return {
         "writer": {
@@ -142,7 +148,7 @@ def render(config: Config) -> dict[str, Any]:
     if config.server.activity is ActivitySource.LOG:
         rendered["logging"] = {
             "logs": {
-                "default": {"exclude": [f"http.log.access.{ACCESS_LOGGER}"]},
+                "default": default_logger(),
                 ACCESS_LOGGER: access_logger(config),
             }
         }

@@ -14,7 +14,9 @@ class RouteFiles:
         self.directory = directory
 
     def write(self, site: str, address: str) -> None:
-        self.directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+        if not self.directory.is_dir():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.directory, 0o755)  # whatever the umask: a Caddy of another user reads it (see statedir)
         path = self.directory / site
         if self.read(site) == address:
             return

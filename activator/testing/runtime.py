@@ -307,4 +307,3 @@ class FakeRuntime:
         if self._listener is not None:
             # Like the real event thread: delivered on the loop, after the call that caused it returns.
             asyncio.get_running_loop().call_soon(self._listener, event)
-

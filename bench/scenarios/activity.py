@@ -219,4 +219,3 @@ def _per_k(rows: list[dict[str, float]]) -> float:
 
 def _ratio(rows: list[dict[str, float]]) -> float:
     return sum(r["counted"] for r in rows) / sum(r["sent"] for r in rows)
-

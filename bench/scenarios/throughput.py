@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 
@@ -36,7 +37,7 @@ def wrk(url: str, host: str, seconds: float) -> dict[str, float]:
 
 
 async def _deployment() -> tuple[Deployment, int]:
-    hosts = ["web.test", "fallback.test"]
+    hosts = ["web.test", "fallback.test", "fixed.test"]
     d = Deployment(docker.from_env(), [site("web", NGINX, hosts=hosts, idle_timeout="off", cpus=1.0)])
     await d.start()
     async with aiohttp.ClientSession() as s, s.get(d.url, headers={"Host": "web.test"}) as r:
@@ -57,19 +58,46 @@ def _figures(label: str, runs: list[dict[str, float]], base: list[dict[str, floa
     ]
 
 
+async def _caddy(d: Deployment, method: str, path: str, body: object = None) -> object:
+    connector = aiohttp.UnixConnector(path=str(d.caddy_socket))
+    async with (
+        aiohttp.ClientSession(connector=connector) as s,
+        s.request(method, "http://localhost" + path, json=body) as r,
+    ):
+        text = await r.text()
+        assert r.status == 200, text
+        return json.loads(text) if text.strip() else None
+
+
+async def _fixed_route(d: Deployment, port: int) -> None:
+    """The site's own route, copied whole ahead of it for fixed.test (one of the site's hosts), with its upstream
+    a fixed address instead of the route file: what reading the file at each request costs, and nothing else."""
+    route = await _caddy(d, "GET", "/id/dialup-site-web")
+    assert isinstance(route, dict)
+    proxy = route["handle"][-1]
+    assert proxy["handler"] == "reverse_proxy" and proxy["upstreams"][0]["dial"].startswith("{file.")
+    proxy["upstreams"] = [{"dial": f"127.0.0.1:{port}"}]
+    del proxy["@id"]
+    fixed = {**route, "@id": "bench-fixed", "match": [{"host": ["fixed.test"]}]}
+    await _caddy(d, "PUT", "/config/apps/http/servers/dialup/routes/0", fixed)
+
+
 async def warm_path(quick: bool) -> Result:
     rounds, seconds = (1, 2.0) if quick else (3, 10.0)
     d, port = await _deployment()
-    runs: dict[str, list[dict[str, float]]] = {"activator up": [], "no activator": [], "direct": []}
+    runs: dict[str, list[dict[str, float]]] = {"activator up": [], "no activator": [], "direct": [], "fixed": []}
     try:
-        for _ in range(rounds):  # alternated, so that drift on a shared machine hits all three alike
+        await _fixed_route(d, port)
+        for _ in range(rounds):  # alternated, so that drift on a shared machine hits them all alike
             runs["activator up"].append(await asyncio.to_thread(wrk, d.url + "/", "web.test", seconds))
+            runs["fixed"].append(await asyncio.to_thread(wrk, d.url + "/", "fixed.test", seconds))
             runs["direct"].append(await asyncio.to_thread(wrk, f"http://127.0.0.1:{port}/", "web.test", seconds))
             assert d.proc is not None
             d.proc.terminate()
             await asyncio.to_thread(d.proc.wait, 15)
             runs["no activator"].append(await asyncio.to_thread(wrk, d.url + "/", "web.test", seconds))
-            await d.start()  # adopts the running site and the Caddy config: restarts nothing
+            await d.start()  # adopts the running site and the Caddy config: restarts nothing ...
+            await _fixed_route(d, port)  # ... but gives Caddy dialup's config again: the copy was not in it
     finally:
         await asyncio.to_thread(d.close)
     figures = _figures(
@@ -78,9 +106,11 @@ async def warm_path(quick: bool) -> Result:
     figures += _figures(
         "through Caddy, no activator", runs["no activator"], runs["direct"], "straight to the container"
     )
+    figures += _figures("route file read per request", runs["activator up"], runs["fixed"], "a fixed upstream")
     return Result(
         "warm-path",
-        f"wrk -t2 -c64, {seconds:g} s x {rounds}: Caddy to a running nginx site, activator up vs down vs direct",
+        f"wrk -t2 -c64, {seconds:g} s x {rounds}: Caddy to a running nginx site, activator up vs down vs direct,"
+        " and its route (upstream from its route file) vs a copy with a fixed upstream",
         figures,
         {name: [r["p99"] for r in rows] for name, rows in runs.items()},
         unit="ms, p99 of each round",

@@ -35,6 +35,14 @@ async def post_echo(d: Any, host: str, body: bytes) -> tuple[int, dict[str, Any]
         return r.status, json.loads(text) if r.status == 200 else {"body": text}
 
 
+def gone(pid: int) -> bool:
+    """Exited: reaped, or a zombie its parent (init, once dialup that started it is gone) has yet to reap."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def caddy_pid(d: Any) -> int:
     return int((d.dir / "state" / "system" / "caddy.pid").read_text().strip())
 
@@ -177,7 +185,11 @@ async def test_a_caddy_that_dialup_does_not_manage_keeps_the_operators_own_sites
             async with s.get("http://localhost/config/admin") as r:
                 assert (await r.json())["listen"] == f"unix/{d.caddy_socket}"  # untouched
         assert (await d.admin_json("/status"))["caddy"] == {
-            "managed": False, "up": True, "pid": None, "restarts": 0, "tcp_migrate_req": "on"
+            "managed": False,
+            "up": True,
+            "pid": None,
+            "restarts": 0,
+            "tcp_migrate_req": "on",
         }
     finally:
         caddy.terminate()
@@ -201,7 +213,7 @@ async def test_websockets_stay_open_while_other_sites_start_and_stop(deploy, ima
             await ws.close()
 
 
-async def test_text_is_compressed_unless_the_site_says_not_and_caddy_files_are_capped(deploy, images):
+async def test_text_is_compressed_unless_the_site_says_not_and_caddy_files_are_capped_and_follow_config(deploy, images):
     sites = [site("zip", images["pyapp"], kind="node"), site("raw", images["pyapp"], kind="node", compress=False)]
     d = await deploy(sites)
     pad = "x" * 2000  # the echo's JSON repeats the request's headers: over Caddy's 512-byte minimum
@@ -211,5 +223,15 @@ async def test_text_is_compressed_unless_the_site_says_not_and_caddy_files_are_c
             async with s.get(d.url + "/echo", headers=headers) as r:
                 assert r.status == 200
                 assert r.headers.get("Content-Encoding") == ("gzip" if name == "zip" else None)
+    first = caddy_pid(d)
+    limits = await asyncio.to_thread(Path(f"/proc/{first}/limits").read_text)
+    assert re.search(r"Max open files\s+8448\s+8448", limits)  # max_connections 4096, two files each, plus 256
+    # A cap Caddy took at its start reaches it when dialup next starts: that Caddy is stopped and started again.
+    d.kill()
+    d.config_path.write_text(d.render(d.sites, **{**d.server, "caddy": {"max_connections": 1000}}))
+    await d.start()
+    assert caddy_pid(d) != first and gone(first)
     limits = await asyncio.to_thread(Path(f"/proc/{caddy_pid(d)}/limits").read_text)
-    assert re.search(r"Max open files\s+4352\s+4352", limits)  # max_connections 4096, plus 256 other files
+    assert re.search(r"Max open files\s+2256\s+2256", limits)
+    assert "restarting Caddy: it was started with other max_connections than the config's" in d.log_path.read_text()
+    assert (await get(d, "raw.test", "/echo"))[0] == 200

@@ -54,9 +54,7 @@ async def listening(host: str) -> AsyncIterator[int]:
         await server.wait_closed()
 
 
-async def test_sites_cannot_reach_each_other_while_caddy_reaches_both_and_they_reach_out(
-    deploy, images, docker_client
-):
+async def test_sites_cannot_reach_each_other_while_caddy_reaches_both_and_they_reach_out(deploy, images, docker_client):
     d = await deploy([site("a", images["static"]), site("b", images["static"], network="plain")])
     name = f"dialup-{d.name}"
     network = docker_client.networks.get(name)

@@ -8,7 +8,7 @@ from typing import Any
 
 from activator.config import CaddyConfig, load_config
 from activator.core.probe import is_ready_status, probe_delays
-from activator.proxy.render import REQUEST_BUFFER, admin_config, proxy_id, render
+from activator.proxy.render import REQUEST_BUFFER, admin_config, default_logger, proxy_id, render
 
 CONFIG = """
 [server]
@@ -106,4 +106,5 @@ def test_ready_status() -> None:
 
 def test_the_base_config_in_caddy_is_what_dialup_starts_caddy_with(tmp_path: Path) -> None:
     base = json.loads((Path(__file__).resolve().parents[2] / "caddy" / "base.json").read_text())
-    assert base == {"admin": admin_config(CaddyConfig())}
+    # ... and its default logger leaves out dialup's access lines (activity = "log"), as a managed Caddy's does.
+    assert base == {"admin": admin_config(CaddyConfig()), "logging": {"logs": {"default": default_logger()}}}

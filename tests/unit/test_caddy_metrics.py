@@ -4,6 +4,7 @@ rendered for it, the poller, and the reaper that reads it every tick."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from activator.config import Config, load_config
 from activator.core.counters import OTHER, CounterDeltas, attribute
 from activator.core.hosts import HostTable
-from activator.model import SiteState
+from activator.model import ActivitySource, SiteState
 from activator.proxy.caddy import CaddyError
 from activator.proxy.metrics import CaddyMetrics, parse
 from activator.proxy.render import METRICS_HOSTS_ROUTE, render, site_handlers
@@ -230,6 +231,23 @@ def test_the_log_source_renders_the_access_log_and_no_metrics(tmp_path: Path) ->
     assert METRICS_HOSTS_ROUTE not in [r.get("@id") for r in server["routes"]]
 
 
+@pytest.mark.parametrize(
+    ("server", "caddy", "source"),
+    [
+        ("", "", ActivitySource.METRICS),
+        ("", "automatic_https = true", ActivitySource.LOG),  # HTTPS: every Host sent would get a series
+        ('activity = "metrics"', "automatic_https = true", ActivitySource.METRICS),  # asked for: allowed
+        ('activity = "log"', "", ActivitySource.LOG),
+    ],
+)
+def test_activity_defaults_to_the_log_with_automatic_https(
+    tmp_path: Path, server: str, caddy: str, source: ActivitySource
+) -> None:
+    config = _config(tmp_path, server=server, caddy=caddy)
+    assert config.server.activity is source
+    assert ("metrics" in render(config)["apps"]["http"]) is (source is ActivitySource.METRICS)
+
+
 def test_a_bad_activity_source_is_named(tmp_path: Path) -> None:
     with pytest.raises(Exception, match=r"server.activity.*'stream'.*metrics \| log"):
         _config(tmp_path, server='activity = "stream"')
@@ -267,6 +285,38 @@ async def test_the_poller_records_each_sites_requests_and_says_when_it_cannot_re
     assert not await poller.poll()  # nothing decided on figures that could not be read
     assert await poller.poll() and recorded[-1] == ("blog", 2)  # a reload came between: counted from zero
     assert poller.reads == 3 and poller.bytes == len(captured("4-after.txt"))
+
+
+class SlowAdmin:
+    """Each read waits for a go of its own; counts how many reads are under way at once."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body, self.now, self.most = body, 0, 0
+        self.go: asyncio.Queue[None] = asyncio.Queue()
+
+    async def read(self, path: str) -> bytes:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        await self.go.get()
+        self.now -= 1
+        return self.body
+
+
+async def test_reads_never_overlap_however_many_callers(tmp_path: Path) -> None:
+    """Counters are compared in the order they were read: two reads at once could count a request twice."""
+    config = _config(tmp_path)
+    admin = SlowAdmin(captured("1-first.txt"))
+    poller = CaddyMetrics(admin, config, lambda host: None, lambda site, n: None)  # type: ignore[arg-type]
+    first = [asyncio.ensure_future(poller.poll()) for _ in range(2)]
+    await settle()
+    admin.go.put_nowait(None)  # the first read ends and the second begins ...
+    await settle()
+    late = asyncio.ensure_future(poller.poll())  # ... and a third caller comes while it is under way
+    await settle()
+    for _ in range(2):
+        admin.go.put_nowait(None)
+    assert all(await asyncio.gather(*first, late))
+    assert admin.most == 1 and poller.reads == 3
 
 
 # -- the reaper reads before it decides ------------------------------------------------------------------------

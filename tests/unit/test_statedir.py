@@ -1,10 +1,13 @@
-"""The state directory: made 0700, and refused when another user owns it (tests run as root: they chown)."""
+"""The state directory: made 0711 (system/ 0700), refused when another user owns it (tests run as root)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import stat
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +18,7 @@ from activator import statedir
 from activator.cli import main
 from activator.config import ServerConfig
 from activator.errors import StateDirRefused
+from activator.proxy.routefiles import RouteFiles
 
 NOBODY = 65534
 
@@ -39,12 +43,34 @@ def as_root() -> None:
 
 
 @pytest.mark.parametrize("mask", [0o022, 0o000, 0o277])
-def test_the_state_and_system_directories_are_made_0700_whatever_the_umask(tmp_path: Path, mask: int) -> None:
+def test_the_state_and_system_directories_are_made_0711_and_0700_whatever_the_umask(tmp_path: Path, mask: int) -> None:
     server = ServerConfig(state_dir=tmp_path / "deep" / "state")
     with umask(mask):
         statedir.prepare(server)
-    assert (mode(server.state_dir), mode(server.system_dir)) == (0o700, 0o700)
+    assert (mode(server.state_dir), mode(server.system_dir)) == (0o711, 0o700)
     assert server.system_dir.stat().st_uid == os.geteuid()
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_a_caddy_of_another_user_reads_route_files_and_nothing_else(mask: int) -> None:
+    """caddy.manage = false, Caddy under its own unit as user caddy: it must read routes/SITE, and only that."""
+    base = Path(tempfile.mkdtemp(prefix="du-perm-", dir="/tmp"))  # not pytest's tmp_path: that is 0700
+    try:
+        os.chmod(base, 0o755)
+        server = ServerConfig(state_dir=base / "state")
+        with umask(mask):
+            statedir.prepare(server)
+            RouteFiles(server.routes_dir).write("blog", "127.0.0.1:8123")
+            (server.system_dir / "dialup.db").write_text("private")
+
+        def as_nobody(*command: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(command, capture_output=True, text=True, user=NOBODY, group=NOBODY, timeout=10)
+
+        assert as_nobody("cat", str(server.routes_dir / "blog")).stdout == "127.0.0.1:8123\n"
+        assert as_nobody("cat", str(server.system_dir / "dialup.db")).returncode != 0
+        assert as_nobody("ls", str(server.state_dir)).returncode != 0  # passed through, not listed
+    finally:
+        shutil.rmtree(base)
 
 
 def test_existing_directories_of_this_user_are_used_and_system_is_made_private(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from activator import statelock
+from activator.cli import main
 from activator.errors import AlreadyRunning
 from activator.statelock import LOCK_FILE, StateLock
 
@@ -81,3 +82,22 @@ def test_hold_takes_the_lock_once_per_process(tmp_path: Path) -> None:
             StateLock(tmp_path / LOCK_FILE).acquire()  # another open of the file is
     finally:
         lock.release()
+
+
+def test_down_refuses_while_up_holds_the_lock_and_touches_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`down` beside a running `up` would be undone at once (its Caddy restarted, persistent sites started)."""
+    config = tmp_path / "dialup.toml"
+    config.write_text(f'[server]\nstate_dir = "{tmp_path / "state"}"\n[caddy]\nadmin = "unix/{tmp_path}/c.sock"\n')
+    system = tmp_path / "state" / "system"
+    system.mkdir(parents=True)
+
+    def no_docker(*args: object, **kwargs: object) -> None:
+        raise AssertionError("down reached Docker while another dialup holds the state directory")
+
+    monkeypatch.setattr("activator.cli.DockerRuntime", no_docker)
+    with holder_process(system / LOCK_FILE) as up:
+        assert main(["down", "-c", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"pid {up.pid} holds the lock {system / LOCK_FILE}: stop it first" in err and err.count("\n") == 1

@@ -31,6 +31,7 @@ STOPPED, STARTING, RUNNING = SiteState.STOPPED, SiteState.STARTING, SiteState.RU
 DRAINING, PAUSED = SiteState.DRAINING, SiteState.PAUSED
 Row = tuple[SiteState, Event]
 
+
 def record_allowed(monkeypatch: pytest.MonkeyPatch) -> set[Row]:
     """Wrap the Lifecycle's `decide`: every (state, event) it allows is added to the returned set."""
     seen: set[Row] = set()
