@@ -132,11 +132,6 @@ async def caddy_metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     if config.server.activity is ActivitySource.METRICS:
         metrics = app[CADDY_METRICS] = CaddyMetrics(app[CADDY], config, supervisor.site_name, supervisor.on_requests)
         app[ROUTER].before_change = metrics.poll  # a reload starts the counters from zero: read them first
-        if config.caddy.automatic_https:
-            log.warning(
-                "activity = metrics with automatic HTTPS: Caddy keeps a series for every Host header sent over"
-                " HTTPS, which anyone can make grow; activity = log (the default with automatic HTTPS) does not"
-            )
     yield
 
 

@@ -101,6 +101,11 @@ class CaddyMetrics:
         self.reads = 0
         self.bytes = 0  # of the last read
         self.unattributed = 0  # requests of sites' routes that no site could be found for, in all
+        if config.caddy.automatic_https:
+            log.warning(
+                "activity = metrics with automatic HTTPS: Caddy keeps a series for every Host header sent over"
+                " HTTPS, which anyone can make grow; activity = log (the default with automatic HTTPS) does not"
+            )
 
     async def poll(self) -> bool:
         """One read. False when Caddy's metrics could not be read (so that nothing is decided on stale figures).

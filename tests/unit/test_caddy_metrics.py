@@ -241,11 +241,15 @@ def test_the_log_source_renders_the_access_log_and_no_metrics(tmp_path: Path) ->
     ],
 )
 def test_activity_defaults_to_the_log_with_automatic_https(
-    tmp_path: Path, server: str, caddy: str, source: ActivitySource
+    tmp_path: Path, server: str, caddy: str, source: ActivitySource, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = _config(tmp_path, server=server, caddy=caddy)
     assert config.server.activity is source
     assert ("metrics" in render(config)["apps"]["http"]) is (source is ActivitySource.METRICS)
+    if source is ActivitySource.METRICS:  # chosen over HTTPS anyway: said once, when the poller is made
+        CaddyMetrics(FakeAdmin(), config, lambda host: None, lambda site, n: None)  # type: ignore[arg-type]
+        warned = [r for r in caplog.records if "every Host header sent over HTTPS" in r.getMessage()]
+        assert len(warned) == (1 if config.caddy.automatic_https else 0)
 
 
 def test_a_bad_activity_source_is_named(tmp_path: Path) -> None:
