@@ -8,11 +8,12 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from activator.builds.api import DEPLOYER, RELEASES
 from activator.metrics import REGISTRY
 from activator.monitor import Monitor
 from activator.proxy.caddy import CaddyError
 from activator.proxy.guard import CaddyGuard
-from activator.status import budget, live_row
+from activator.status import SiteRow, budget, files_row, live_row
 from activator.store import SiteCounts, Store
 from activator.supervisor import Supervisor
 
@@ -58,14 +59,23 @@ async def status(request: web.Request) -> web.Response:
     except CADDY_ERRORS:
         in_flight = {}
     used = monitor.snapshot.memory_used
-    rows = [
-        live_row(sup, site, counts.get(name, SiteCounts()), in_flight, used.get(name))
-        for name, site in sup.sites.items()
-    ]
+    deployer = request.app[DEPLOYER]
+    live = {site: r.id for site, r in (await request.app[RELEASES].live()).items()}
+    rows: list[SiteRow] = []
+    for cfg in deployer.config.sites:
+        doing, release = deployer.doing.get(cfg.name), live.get(cfg.name)
+        if cfg.serves_files:
+            rows.append(files_row(cfg, counts.get(cfg.name, SiteCounts()), release, doing))
+            continue
+        row = live_row(sup, sup.sites[cfg.name], counts.get(cfg.name, SiteCounts()), in_flight, used.get(cfg.name))
+        row["release"], row["deploy"] = release, doing
+        rows.append(row)
+    queue = deployer.queue
     body = {
         "budget": budget(sup.config, rows, sup.holders.memory()),
         "host": host_status(monitor),
         "caddy": caddy_status(request.app[ADMIN_GUARD]),
+        "builds": {"parallel": queue.parallel, "building": queue.building, "waiting": queue.waiting},
         "sites": rows,
     }
     return web.json_response(body)

@@ -12,6 +12,10 @@ from aiohttp import web
 
 from activator import statedir, statelock
 from activator.api import make_admin_app
+from activator.builds.api import DEPLOYER, RELEASES
+from activator.builds.api import add_routes as add_deploy_routes
+from activator.builds.deployer import Deployer
+from activator.builds.releases import Releases, with_releases
 from activator.clock import SystemClock
 from activator.config import Config
 from activator.edge import HTTP, SUPERVISOR, BadRequestsInOneLine, make_edge_app, server_limits
@@ -26,6 +30,7 @@ from activator.proxy.process import CaddyProcess
 from activator.proxy.sysctl import migrate_connections
 from activator.readiness import HttpProber
 from activator.reaper import Reaper
+from activator.reload import Reloader, add_reload_route
 from activator.runtime.cgroups import CgroupMemory
 from activator.runtime.docker import DockerRuntime
 from activator.store import Store
@@ -43,6 +48,8 @@ MONITOR = web.AppKey("monitor", Monitor)
 CGROUPS = web.AppKey("cgroups", CgroupMemory)
 GUARD = web.AppKey("guard", CaddyGuard)
 CADDY_METRICS = web.AppKey("caddy_metrics", CaddyMetrics)
+RELOADER = web.AppKey("reloader", Reloader)
+
 
 TEARDOWN_LIMIT = 10.0  # seconds each resource gets to close
 
@@ -69,6 +76,8 @@ def bounded(ctx: Context) -> Context:
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     store = app[STORE] = Store(app[CONFIG].server.db_path)
     await store.open()
+    app[RELEASES] = Releases(store.db)
+    await app[RELEASES].open()
     yield
     await store.close()
 
@@ -106,8 +115,9 @@ async def supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
     async def measure(container_id: str) -> int | None:
         return await asyncio.to_thread(cgroups.usage, container_id)
 
+    running = with_releases(config, await app[RELEASES].live())  # sites built from source run their live release
     supervisor = app[SUPERVISOR] = Supervisor(
-        config, runtime, app[ROUTER], app[STORE], SystemClock(), HttpProber(app[HTTP]), measure
+        running, runtime, app[ROUTER], app[STORE], SystemClock(), HttpProber(app[HTTP]), measure
     )
     runtime.watch(supervisor.on_container_event)
     await supervisor.adopt()
@@ -156,8 +166,27 @@ async def monitor_ctx(app: web.Application) -> AsyncIterator[None]:
     await monitor.loop.close()
 
 
+async def deployer_ctx(app: web.Application) -> AsyncIterator[None]:
+    deployer = app[DEPLOYER] = Deployer(
+        app[CONFIG], app[RELEASES], app[STORE], app[SUPERVISOR], app[RUNTIME].remove_image
+    )
+    yield
+    await deployer.close()
+
+
+async def reloader_ctx(app: web.Application) -> AsyncIterator[None]:
+    metrics = app[CADDY_METRICS] if CADDY_METRICS in app else None
+    app[RELOADER] = Reloader(
+        app[CONFIG], app[SUPERVISOR], app[ROUTER], app[DEPLOYER], app[MONITOR], app[RELEASES], metrics
+    )
+    yield
+
+
 async def admin_ctx(app: web.Application) -> AsyncIterator[None]:
-    runner = web.AppRunner(make_admin_app(app[SUPERVISOR], app[STORE], app[MONITOR], app[GUARD]), access_log=None)
+    admin = make_admin_app(app[SUPERVISOR], app[STORE], app[MONITOR], app[GUARD])
+    add_deploy_routes(admin, app[DEPLOYER], app[RELEASES])
+    add_reload_route(admin, app[RELOADER])
+    runner = web.AppRunner(admin, access_log=None)
     await runner.setup()
     await web.SockSite(runner, bind_private(app[CONFIG].server.admin_socket)).start()  # 0600 from the start
     yield
@@ -180,6 +209,8 @@ def build_app(config: Config) -> web.Application:
             caddy_metrics_ctx,
             reaper_ctx,
             monitor_ctx,
+            deployer_ctx,
+            reloader_ctx,
             admin_ctx,
         )
     )
@@ -195,6 +226,7 @@ class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.app = build_app(config)
+        self._reloads: set[asyncio.Task[None]] = set()
         limits = server_limits(config.caddy.max_header_bytes)
         self.runner = web.AppRunner(
             self.app, handle_signals=False, access_log=None, shutdown_timeout=TEARDOWN_LIMIT, **limits
@@ -219,6 +251,7 @@ class Server:
         supervisor.routes.start()
         guard.start()
         supervisor.start_persistent()
+        await self.app[DEPLOYER].deploy_missing()  # sites with a source and no release yet: built now
         self.app[REAPER].loop.start()
         self.app[MONITOR].start()
         log.info(
@@ -227,6 +260,15 @@ class Server:
             self.config.server.listen,
             self.config.caddy.http_listen,
         )
+
+    def _reload_on_signal(self) -> None:
+        """SIGHUP: the config file applied again (as `dialup reload`); a bad file is logged and changes nothing."""
+        if RELOADER not in self.app:
+            log.warning("SIGHUP before dialup was set up: ignored")
+            return
+        task = asyncio.ensure_future(self.app[RELOADER].reload_logged())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
 
     async def shutdown(self) -> None:
         log.info("shutting down; Caddy and running sites keep serving")
@@ -238,6 +280,7 @@ class Server:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         try:
             await self.setup()
             if not stop.is_set():

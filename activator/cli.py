@@ -1,10 +1,11 @@
-"""The `dialup` command: up, check, caddy-config, status, down."""
+"""The `dialup` command: up, check, caddy-config, status, down, deploy, rollback, releases, reload."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from contextlib import suppress
@@ -13,7 +14,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from activator import statedir, statelock
+from activator import admin_client, statedir, statelock
+from activator.admin_client import NotRunning
+from activator.builds.releases import Releases
 from activator.config import Config, ConfigError, load_config
 from activator.errors import AlreadyRunning, RuntimeUnavailable, StateDirRefused
 from activator.model import Container, Network
@@ -35,10 +38,19 @@ def _parser() -> argparse.ArgumentParser:
         ("caddy-config", "print the Caddy JSON config dialup would load"),
         ("status", "print every site's state, container, memory limit and starts"),
         ("down", "stop every site's container and the Caddy that dialup manages"),
+        ("deploy", "build a site from its source (or --from DIR) and make the new release live"),
+        ("rollback", "make the site's previous release live again (no rebuild)"),
+        ("releases", "list a site's releases, and which one is live"),
+        ("reload", "apply the edited config file to the running dialup up (as SIGHUP does), without a restart"),
     ):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("-c", "--config", required=True, help="the TOML config file")
-        if name == "status":
+        if name in ("deploy", "rollback", "releases"):
+            cmd.add_argument("site", help="the site's name")
+        if name == "deploy":
+            cmd.add_argument("--from", dest="folder", help="build from this folder instead of the site's source")
+            cmd.add_argument("--output", action="store_true", help="show the build's output")
+        if name in ("status", "releases"):
             cmd.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
@@ -56,7 +68,10 @@ async def _status(config: Config) -> dict[str, Any]:
     store = Store(config.server.db_path)
     await store.open()
     try:
-        return await offline_status(config, runtime, store)
+        releases = Releases(store.db)
+        await releases.open()
+        live = {site: r.id for site, r in (await releases.live()).items()}
+        return await offline_status(config, runtime, store, live)
     finally:
         await store.close()
         await runtime.close()
@@ -80,6 +95,8 @@ COLUMNS = [
     ("network", "NETWORK"),
     ("container_id", "CONTAINER"),
     ("holder_id", "HOLDER"),
+    ("release", "RELEASE"),
+    ("deploy", "DEPLOY"),
 ]
 
 
@@ -176,6 +193,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _print_status(status)
         elif args.command == "down":
             asyncio.run(_down(config))
+        elif args.command in ("deploy", "rollback"):
+            if args.command == "deploy":
+                ok = asyncio.run(
+                    admin_client.deploy(config, args.site, args.folder and os.path.abspath(args.folder), args.output)
+                )
+            else:
+                ok = asyncio.run(admin_client.rollback(config, args.site))
+            return 0 if ok else 1
+        elif args.command == "reload":
+            ok, report = asyncio.run(admin_client.reload(config))
+            if not ok:
+                print(f"dialup: reload refused, nothing changed: {report['error']}", file=sys.stderr)
+                return 1
+            changed = ", ".join(f"{name} ({how})" for name, how in report["changed"].items()) or "none"
+            print(
+                f"added: {', '.join(report['added']) or 'none'}; removed: {', '.join(report['removed']) or 'none'};"
+                f" changed: {changed}"
+            )
+        elif args.command == "releases":
+            rows = asyncio.run(admin_client.releases(config, args.site))
+            if args.json:
+                sys.stdout.buffer.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n")
+            else:
+                admin_client.print_releases(rows)
         elif args.command == "up":
             from activator.app import serve
 
@@ -186,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ImportError:  # pragma: no cover - uvloop is a dependency, but the loop works without it
                 pass
             asyncio.run(serve(config))
-    except (RuntimeUnavailable, CaddyError, AlreadyRunning, StateDirRefused) as exc:
+    except (RuntimeUnavailable, CaddyError, AlreadyRunning, StateDirRefused, NotRunning) as exc:
         print(f"dialup: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -9,11 +9,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from activator.config_builds import BuildsConfig as BuildsConfig  # re-exported, as CaddyConfig
+from activator.config_builds import read_builds
 from activator.config_caddy import CaddyConfig as CaddyConfig  # re-exported: callers import it from here
 from activator.config_caddy import read_caddy
-from activator.config_values import ConfigError as ConfigError  # re-exported: callers import it from here
-from activator.config_values import HostPort as HostPort
 from activator.config_values import (
+    _MISSING,
     _capabilities,
     _dir_value,
     _enum,
@@ -37,6 +38,8 @@ from activator.config_values import (
     parse_size,
     unsafe_capabilities,
 )
+from activator.config_values import ConfigError as ConfigError  # re-exported: callers import it from here
+from activator.config_values import HostPort as HostPort
 from activator.model import ActivitySource, Kind, Network, Strategy
 
 
@@ -70,6 +73,11 @@ class ServerConfig:
         return self.system_dir / "dialup.db"
 
     @property
+    def user_sites_dir(self) -> Path:
+        """Each site's releases (user-sites/SITE/releases/rN) and its live one (user-sites/SITE/current)."""
+        return self.state_dir / "user-sites"
+
+    @property
     def routes_dir(self) -> Path:
         """One file per site, the address Caddy sends its requests to (proxy/render.py)."""
         return self.state_dir / "routes"
@@ -79,7 +87,7 @@ class ServerConfig:
 class SiteConfig:
     name: str
     hosts: tuple[str, ...]
-    image: str
+    image: str  # "": built from `source` (see release)
     port: int
     kind: Kind = Kind.STATIC
     strategy: Strategy = Strategy.LAZY
@@ -103,6 +111,18 @@ class SiteConfig:
     network: Network = Network.HOLDER
     max_body: int | None = 100 * 1024 * 1024  # a request body larger is answered 413 (None: no limit)
     compress: bool = True  # text responses compressed (zstd, gzip) for clients that accept it
+    source: Path | None = None  # a folder of the site's files, built by dialup (activator/builds/)
+    release: str = ""  # the image of the live release built from `source` (set from the releases, not the file)
+
+    @property
+    def run_image(self) -> str:
+        """The image its container runs: the live release's, else the configured one ("" before any)."""
+        return self.release or self.image
+
+    @property
+    def serves_files(self) -> bool:
+        """A static site built from source: its files are published and Caddy serves them, no container."""
+        return self.kind is Kind.STATIC and self.source is not None and not self.image
 
     @property
     def memory_limit(self) -> int:
@@ -156,10 +176,16 @@ class Config:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     thresholds: Thresholds = field(default_factory=Thresholds)
     holder: HolderConfig = field(default_factory=HolderConfig)
+    builds: BuildsConfig = field(default_factory=BuildsConfig)
 
     @property
     def uses_holders(self) -> bool:
-        return any(s.network is Network.HOLDER for s in self.sites)
+        return any(s.network is Network.HOLDER for s in self.container_sites)
+
+    @property
+    def container_sites(self) -> tuple[SiteConfig, ...]:
+        """The sites that run in containers (all but the static ones served from their published files)."""
+        return tuple(s for s in self.sites if not s.serves_files)
 
 
 # Keys a [defaults] table may set for every site, with how each is read.
@@ -180,10 +206,24 @@ _INHERITED: dict[str, Callable[[Any], Any]] = {
     "compress": _typed(bool, "true or false"),
 }
 _BUILTIN = SiteConfig(name="-", hosts=(), image="-", port=1)
+SOURCE_PORT = 3000  # the port an app built from source listens on unless `port` says otherwise (its PORT)
 
 
-def _site(path: Path, index: int, data: object, inherited: dict[str, Any]) -> SiteConfig:
+def _site(path: Path, index: int, data: object, inherited: dict[str, Any], builds: BuildsConfig) -> SiteConfig:
     t = _Table(path, f"sites[{index}]", data)
+    given = t.get("source", _dir_value, None)
+    source = None if given is None else Path(os.path.abspath(path.parent / given))
+    if source is not None:
+        if not builds.allows(source):
+            roots = ", ".join(map(str, builds.source_roots))
+            raise ConfigError(
+                path, t.key("source"), str(source), f"outside the allowed folders ([builds] source_roots: {roots})"
+            )
+    image = t.get("image", _typed(str, "an image reference like 'blog:latest'"), "" if source else _MISSING)
+    if not image.strip() and source is None:
+        raise ConfigError(
+            path, t.key("image"), image, "expected an image reference like 'blog:latest', or a `source` folder"
+        )
     cap_add = t.get("cap_add", _capabilities, ())
     allow_any = t.get("allow_any_capability", _typed(bool, "true or false"), False)
     if not allow_any and (problem := unsafe_capabilities(cap_add)):
@@ -191,8 +231,9 @@ def _site(path: Path, index: int, data: object, inherited: dict[str, Any]) -> Si
     site = SiteConfig(
         name=t.get("name", _name),
         hosts=t.get("hosts", _hosts),
-        image=t.get("image", _typed(str, "an image reference like 'blog:latest'")),
-        port=t.get("port", _port),
+        image=image,
+        port=t.get("port", _port, SOURCE_PORT if source is not None else _MISSING),
+        source=source,
         memory=t.get("memory", _positive(parse_size), 0),
         command=t.get("command", _strings, None),
         env=t.get("env", _env, ()),
@@ -271,12 +312,14 @@ def load_config(path: Path | str) -> Config:
     )
     h.done()
 
+    builds = read_builds(_Table(path, "builds", root.get("builds", dict, {})), path.parent)
+
     d = _Table(path, "defaults", root.get("defaults", dict, {}))
     inherited = {key: d.get(key, convert, getattr(_BUILTIN, key)) for key, convert in _INHERITED.items()}
     d.done()
 
     raw_sites = root.get("sites", _typed(list, "an array of [[sites]] tables"), [])
-    sites = tuple(_site(path, i, data, inherited) for i, data in enumerate(raw_sites))
+    sites = tuple(_site(path, i, data, inherited, builds) for i, data in enumerate(raw_sites))
     root.done()
 
     seen_names: set[str] = set()
@@ -290,5 +333,12 @@ def load_config(path: Path | str) -> Config:
                 raise ConfigError(path, f"sites[{i}].hosts", host, f"host already used by site {seen_hosts[host]!r}")
             seen_hosts[host] = site.name
     return Config(
-        path=path, server=server, caddy=caddy, sites=sites, budget=budget, thresholds=thresholds, holder=holder
+        path=path,
+        server=server,
+        caddy=caddy,
+        sites=sites,
+        budget=budget,
+        thresholds=thresholds,
+        holder=holder,
+        builds=builds,
     )

@@ -135,3 +135,11 @@ class BudgetFull(SiteUnavailable):
             "by sites that cannot be stopped now",
             "memory budget full",
         )
+
+
+class SwapFailed(Exception):
+    """A new release's container did not take over: the old one serves on."""
+
+    def __init__(self, site: str, reason: str) -> None:
+        self.site, self.reason = site, reason
+        super().__init__(f"{site}: the new release did not take over: {reason}")

@@ -95,6 +95,11 @@ class EventKind(enum.StrEnum):
     STORAGE_FREED = "storage_freed"
     CPU_WEIGHTS_LOWERED = "cpu_weights_lowered"
     CPU_WEIGHTS_RESTORED = "cpu_weights_restored"
+    BUILD_STARTED = "build_started"
+    BUILD_DONE = "build_done"  # with its seconds
+    BUILD_FAILED = "build_failed"  # with the reason: the live release keeps serving
+    DEPLOYED = "deployed"  # a release went live
+    ROLLED_BACK = "rolled_back"  # the release before went live again
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,7 @@ class Container:
     # On the deployment's own network (or in a holder's namespace); False: on Docker's default bridge, where
     # every container reaches every other (made by a dialup from before sites were isolated).
     isolated: bool = True
+    name: str = ""  # the engine's name for it (listings only)
 
     @property
     def running(self) -> bool:

@@ -78,13 +78,7 @@ class Monitor:
         self.near_limit: set[str] = set()  # sites whose sustained near-limit episode was reported
         self.cpu_lowered = False
         self.loop = Periodic("monitor", config.server.monitor_interval, self._timed_tick)
-        t = config.thresholds
-        self.host_limits = {
-            "memory": Limit(t.memory_warning, t.memory_critical),
-            "cpu": Limit(t.cpu_warning),
-            "load": Limit(t.load_warning),
-            "storage": Limit(t.storage_warning),
-        }
+        self.reconfigure(config)
 
     def start(self) -> None:
         psutil.cpu_percent(interval=None)  # the first call only sets the baseline
@@ -93,6 +87,17 @@ class Monitor:
 
     # -- one tick -----------------------------------------------------------------------------
 
+    def reconfigure(self, config: Config) -> None:
+        """The thresholds (at startup, and as a reload left them)."""
+        self.config = config
+        t = config.thresholds
+        self.host_limits = {
+            "memory": Limit(t.memory_warning, t.memory_critical),
+            "cpu": Limit(t.cpu_warning),
+            "load": Limit(t.load_warning),
+            "storage": Limit(t.storage_warning),
+        }
+
     async def _timed_tick(self) -> None:
         with MONITOR_TICK_SECONDS.time():
             await self.tick()
@@ -100,14 +105,17 @@ class Monitor:
     async def tick(self) -> None:
         host = await asyncio.to_thread(self.read, self.config.server.state_dir)
         used, holders = await asyncio.to_thread(self._container_memory, *self._containers())
+        sites = self.supervisor.sites  # read again after the thread: a reload may have removed a site meanwhile
+        used = {name: n for name, n in used.items() if name in sites}
         for name, bytes_used in holders.items():  # what the budget counts for each holder
-            self.supervisor.holders.measured(self.supervisor.sites[name], bytes_used)
+            if name in sites:
+                self.supervisor.holders.measured(sites[name], bytes_used)
         readings = {"memory": host.memory, "cpu": host.cpu, "load": host.load, "storage": host.storage}
         limits = dict(self.host_limits)
         container_limit = Limit(self.config.thresholds.container_memory_warning)
         for name, bytes_used in used.items():
             metric = f"container:{name}"
-            readings[metric] = 100.0 * bytes_used / self.supervisor.sites[name].config.memory_limit
+            readings[metric] = 100.0 * bytes_used / sites[name].config.memory_limit
             limits[metric] = container_limit
         for crossing in self.watch.observe(readings, limits):
             await self._crossed(crossing)
@@ -179,7 +187,10 @@ class Monitor:
         if sustained and name not in self.near_limit:
             self.near_limit.add(name)
             percent = readings[f"container:{name}"]
-            detail = f"{percent:.0f}% of its {self.supervisor.sites[name].config.memory_limit // MiB} MiB limit"
+            site = self.supervisor.sites.get(name)
+            if site is None:
+                return
+            detail = f"{percent:.0f}% of its {site.config.memory_limit // MiB} MiB limit"
             log.warning("site %s: memory near its limit: %s", name, detail)
             await self.supervisor.lifecycle.record(name, EventKind.NEAR_LIMIT, "memory", detail=detail)
         elif not sustained:
@@ -188,7 +199,8 @@ class Monitor:
     async def _free_storage(self) -> None:
         """Storage warning: old temp files, and images the project made that no site uses. Nothing else."""
         files, file_bytes = await asyncio.to_thread(clean_temp, self.config.server.temp_dir, time.time())
-        images, image_bytes = await self.runtime.prune_own_images([s.image for s in self.config.sites])
+        keep = [s.config.run_image for s in self.supervisor.sites.values()]
+        images, image_bytes = await self.runtime.prune_own_images(keep)
         detail = (
             f"deleted {files} temp files ({file_bytes / MiB:.1f} MiB) and {images} unused images "
             f"({image_bytes / MiB:.1f} MiB)"

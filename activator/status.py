@@ -17,7 +17,9 @@ from activator.supervisor.site import Site
 
 class SiteRow(TypedDict):
     name: str
-    state: str  # stopped, starting, running, draining, paused, failing (or, read from Docker: missing)
+    # stopped, starting, running, draining, paused, failing (or, read from Docker: missing); "files" for a
+    # static site served from its published files (no container)
+    state: str
     strategy: str
     network: str
     container_id: str | None
@@ -40,6 +42,8 @@ class SiteRow(TypedDict):
     cpus: float
     cpu_shares: int
     last_failure: str
+    release: str | None  # the live release (sites built from source)
+    deploy: str | None  # what a deploy under way does: queued, building, swapping
 
 
 def _row(cfg: SiteConfig, counts: SiteCounts, **live: Any) -> SiteRow:
@@ -69,6 +73,8 @@ def _row(cfg: SiteConfig, counts: SiteCounts, **live: Any) -> SiteRow:
         cpus=cfg.cpu_quota,
         cpu_shares=cfg.cpu_weight,
         last_failure="",
+        release=None,
+        deploy=None,
     )
     row.update(live)  # type: ignore[typeddict-item]
     return row
@@ -116,6 +122,14 @@ async def offline_row(runtime: ContainerRuntime, site: SiteConfig, counts: SiteC
     )
 
 
+def files_row(cfg: SiteConfig, counts: SiteCounts, release: str | None, deploy: str | None = None) -> SiteRow:
+    """A static site served from its files: no container, no memory held, nothing to start."""
+    return _row(
+        cfg, counts, state="files", network="-", route="files", memory_limit=0, cpus=0.0, cpu_shares=0,
+        release=release, deploy=deploy,
+    )  # fmt: skip
+
+
 def _docker_state(found: Container | None) -> str:
     if found is None:
         return "missing"
@@ -130,7 +144,18 @@ def budget(config: Config, rows: list[SiteRow], holders: int) -> dict[str, int]:
     return {"used": used, "holders": holders, "total": config.budget.memory}
 
 
-async def offline_status(config: Config, runtime: ContainerRuntime, store: Store) -> dict[str, Any]:
+async def offline_status(
+    config: Config, runtime: ContainerRuntime, store: Store, live: Mapping[str, str]
+) -> dict[str, Any]:
+    """`live`: each site's live release id."""
     counts = await store.site_counts()
-    rows = [await offline_row(runtime, site, counts.get(site.name, SiteCounts())) for site in config.sites]
+    rows = []
+    for site in config.sites:
+        site_counts = counts.get(site.name, SiteCounts())
+        if site.serves_files:
+            rows.append(files_row(site, site_counts, live.get(site.name)))
+        else:
+            row = await offline_row(runtime, site, site_counts)
+            row["release"] = live.get(site.name)
+            rows.append(row)
     return {"budget": budget(config, rows, 0), "host": None, "sites": rows}

@@ -11,6 +11,8 @@ Try, in another terminal:
   curl -H 'Host: blog.localhost' http://127.0.0.1:8080/    # a static site, cold-started by this request
   curl -H 'Host: app.localhost'  http://127.0.0.1:8080/    # an app that boots in ~1.5 s: the request is held
   curl -H 'Host: home.localhost' http://127.0.0.1:8080/    # persistent: already running
+  curl -H 'Host: docs.localhost' http://127.0.0.1:8080/    # deployed from examples/sources/docs (no container)
+  .venv/bin/dialup deploy docs -c examples/demo.toml       # after editing examples/sources/docs/index.html
   .venv/bin/dialup status -c examples/demo.toml
 
 MSG

@@ -30,6 +30,7 @@ class Event(enum.StrEnum):
     HOLDER_LOST = "holder_lost"  # its network holder died: the recovery is the site's transition
     ADOPT_RUNNING = "adopt_running"  # found running at startup
     ADOPT_PAUSED = "adopt_paused"  # found paused at startup
+    SWAPPED = "swapped"  # a deploy's new container answers beside the old: it takes over the site
 
 
 class Guard(enum.Enum):
@@ -59,6 +60,7 @@ TABLE: Mapping[tuple[SiteState, Event], Rule] = {
     (STOPPED, Event.ADOPT_PAUSED): Rule(PAUSED),
     (STOPPED, Event.DIED): STAY,  # the late "die" of a container we stopped
     (STOPPED, Event.HOLDER_LOST): STAY,  # nothing runs in it: the holder is brought back, the site waits
+    (STOPPED, Event.SWAPPED): Rule(RUNNING),  # the old container died during the swap: the new one serves
     (STARTING, Event.UP): Rule(RUNNING),
     (STARTING, Event.START_FAILED): Rule(STOPPED),
     (STARTING, Event.STOPPED): Rule(STOPPED),  # a holder's recovery with nobody waiting
@@ -67,6 +69,7 @@ TABLE: Mapping[tuple[SiteState, Event], Rule] = {
     (RUNNING, Event.DRAIN): Rule(DRAINING, Guard.IDLE),
     (RUNNING, Event.DIED): Rule(STOPPED),
     (RUNNING, Event.HOLDER_LOST): Rule(STARTING),
+    (RUNNING, Event.SWAPPED): STAY,
     (DRAINING, Event.KEEP): Rule(RUNNING),
     (DRAINING, Event.PAUSED): Rule(PAUSED),
     (DRAINING, Event.STOPPED): Rule(STOPPED),

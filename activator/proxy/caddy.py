@@ -112,10 +112,19 @@ class CaddyRouter:
         self.config = config
         self.activator = str(config.server.listen)
         self.files = RouteFiles(config.server.routes_dir)
-        self._sites = {file_upstream(config.server.routes_dir, s.name): s.name for s in config.sites}
+        self._sites = {file_upstream(config.server.routes_dir, s.name): s.name for s in config.container_sites}
         # Called before every change to Caddy's config: a change is a reload, which starts Caddy's request
         # counters from zero, so what they counted since the last read is read first (activator/proxy/metrics.py).
         self.before_change: Callable[[], Awaitable[object]] | None = None
+
+    def reconfigure(self, config: Config) -> None:
+        """The config as reloaded: the next load() gives Caddy its routes."""
+        self.config = config
+        self._sites = {file_upstream(config.server.routes_dir, s.name): s.name for s in config.container_sites}
+
+    async def forget(self, site: str) -> None:
+        """A site the config lost: its route file goes (Caddy no longer names it)."""
+        await asyncio.to_thread(self.files.remove, site)
 
     async def _changing(self) -> None:
         if self.before_change is not None:

@@ -92,8 +92,7 @@ class CaddyMetrics:
         record: Callable[[str, int], None],
     ) -> None:
         self.admin, self._site_of, self._record = admin, site_of, record
-        self._handlers = site_handlers(config)
-        self._catchall = [s.name for s in config.sites if any(h.startswith("*.") for h in s.hosts)]
+        self.reconfigure(config)
         self._deltas = CounterDeltas(since=time.time())  # the config load of this start is a reload after it
         self._lock = asyncio.Lock()  # one read at a time: counters are compared in the order they were read
         self._failing = False
@@ -106,6 +105,11 @@ class CaddyMetrics:
                 "activity = metrics with automatic HTTPS: Caddy keeps a series for every Host header sent over"
                 " HTTPS, which anyone can make grow; activity = log (the default with automatic HTTPS) does not"
             )
+
+    def reconfigure(self, config: Config) -> None:
+        """Which routes and hosts count for which site (at startup, and after a reload)."""
+        self._handlers = site_handlers(config)
+        self._catchall = [s.name for s in config.container_sites if any(h.startswith("*.") for h in s.hosts)]
 
     async def poll(self) -> bool:
         """One read. False when Caddy's metrics could not be read (so that nothing is decided on stale figures).

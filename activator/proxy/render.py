@@ -61,7 +61,34 @@ def _duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+FILES_PREFIX = "dialup-files-"  # the @id of a route that serves a site's published files
+
+
+def files_route(site: SiteConfig, config: Config) -> dict[str, Any]:
+    """A static site built from source: Caddy serves its live release's files (user-sites/SITE/current, a
+    symlink a deploy swaps), with the gzip and zstd copies made at deploy time, and ETags; clients revalidate
+    (no-cache), so a deploy is seen at the next request."""
+    root = config.server.user_sites_dir / site.name / "current"
+    handle: list[dict[str, Any]] = [
+        {"handler": "headers", "response": {"set": {"Cache-Control": ["no-cache"]}}},
+        {
+            "handler": "file_server",
+            "root": str(root),
+            "precompressed": {"zstd": {}, "gzip": {}},
+            "precompressed_order": ["zstd", "gzip"],
+        },
+    ]
+    return {
+        "@id": f"{FILES_PREFIX}{site.name}",
+        "match": [{"host": list(site.hosts)}],
+        "handle": handle,
+        "terminal": True,
+    }
+
+
 def site_route(site: SiteConfig, config: Config) -> dict[str, Any]:
+    if site.serves_files:
+        return files_route(site, config)
     caddy, activator = config.caddy, str(config.server.listen)
     proxy: dict[str, Any] = {
         "@id": proxy_id(site.name),
@@ -185,4 +212,4 @@ def named_hosts_route(config: Config) -> dict[str, Any] | None:
 
 def site_handlers(config: Config) -> frozenset[str]:
     """The first handler of each site's route: the `handler` label of its requests in Caddy's metrics."""
-    return frozenset(site_route(s, config)["handle"][0]["handler"] for s in config.sites)
+    return frozenset(site_route(s, config)["handle"][0]["handler"] for s in config.container_sites)

@@ -25,6 +25,9 @@ class RouteFiles:
         os.chmod(tmp, 0o644)  # readable by a Caddy that does not run as root (caddy.manage = false)
         os.replace(tmp, path)
 
+    def remove(self, site: str) -> None:
+        (self.directory / site).unlink(missing_ok=True)
+
     def read(self, site: str) -> str | None:
         try:
             return (self.directory / site).read_text().strip()

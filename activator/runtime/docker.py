@@ -20,7 +20,15 @@ from activator.model import Container, ContainerEvent, MiB
 from activator.runtime.events import EventStream
 from activator.runtime.holder_image import ensure_image
 from activator.runtime.inspection import _container
-from activator.runtime.labels import LABEL_DEPLOYMENT, LABEL_ROLE, LABEL_SITE, container_name, holder_name, network_name
+from activator.runtime.labels import (
+    LABEL_DEPLOYMENT,
+    LABEL_RELEASE,
+    LABEL_ROLE,
+    LABEL_SITE,
+    container_name,
+    holder_name,
+    network_name,
+)
 from activator.runtime.network import ensure as ensure_bridge
 
 log = logging.getLogger(__name__)
@@ -119,7 +127,7 @@ class DockerRuntime:
 
         return await self._run("inspect", find)
 
-    async def create(self, site: SiteConfig, holder_id: str | None = None) -> Container:
+    async def create(self, site: SiteConfig, holder_id: str | None = None, name: str | None = None) -> Container:
         """The site's container: in the holder's network namespace when holder_id is given, else with its own
         network and a port the engine picks on 127.0.0.1."""
         network: dict[str, Any] = (
@@ -128,12 +136,12 @@ class DockerRuntime:
             # None: the engine picks a free port on 127.0.0.1.
             else {"network": self.network, "ports": {f"{site.port}/tcp": ("127.0.0.1", None)}}
         )
-        name = container_name(self.deployment, site.name)
+        name = name or container_name(self.deployment, site.name)
 
         def create() -> Container:
             try:
                 made = self.client.containers.create(
-                    site.image,
+                    site.run_image,
                     command=list(site.command) if site.command is not None else None,
                     name=name,
                     labels=self.labels(site.name),
@@ -150,7 +158,7 @@ class DockerRuntime:
                     **_hardened(site.pids_limit, NOFILE),
                 )
             except docker.errors.ImageNotFound:
-                raise ImageMissing(site.name, site.image) from None
+                raise ImageMissing(site.name, site.run_image) from None
             except docker.errors.APIError as exc:
                 if exc.status_code == 409:  # the only conflict a create meets: the name is taken
                     raise ContainerExists(site.name, name) from None
@@ -161,14 +169,14 @@ class DockerRuntime:
 
         return await self._run("create", create)
 
-    async def create_holder(self, site: SiteConfig, image: str) -> Container:
+    async def create_holder(self, site: SiteConfig, image: str, name: str | None = None) -> Container:
         """The site's network holder (created, not started): it owns the namespace and publishes the port."""
 
         def create() -> Container:
             try:
                 made = self.client.api.create_container(
                     image,
-                    name=holder_name(self.deployment, site.name),
+                    name=name or holder_name(self.deployment, site.name),
                     labels=self.labels(site.name, "holder"),
                     ports=[site.port],
                     host_config=self.client.api.create_host_config(
@@ -241,8 +249,8 @@ class DockerRuntime:
                     used.add(api.inspect_image(ref)["Id"])  # type: ignore[no-untyped-call]
             removed = freed = 0
             for image in own:
-                if image["Id"] in used:
-                    continue
+                if image["Id"] in used or LABEL_RELEASE in (image.get("Labels") or {}):
+                    continue  # in use, or a release's (kept for rollbacks; the deployer removes the old ones)
                 try:
                     api.remove_image(image["Id"], force=True)  # force: every tag of it
                 except docker.errors.APIError as exc:
@@ -252,6 +260,18 @@ class DockerRuntime:
             return removed, freed
 
         return await self._run("prune", prune)
+
+    async def remove_image(self, tag: str) -> None:
+        """A release's image (builds/deployer.py removes those past keep_releases); gone already is fine."""
+
+        def remove() -> None:
+            with suppress(docker.errors.ImageNotFound):
+                self.client.api.remove_image(tag)
+
+        await self._run("remove_image", remove)
+
+    async def rename(self, container_id: str, name: str) -> None:
+        await self._run("rename", lambda: self.client.api.rename(container_id, name))
 
     async def remove(self, container_id: str) -> None:
         await self._run("remove", lambda: self.client.api.remove_container(container_id, force=True))
@@ -267,6 +287,7 @@ class DockerRuntime:
                     status=c.get("State", ""),
                     site=c["Labels"].get(LABEL_SITE, ""),
                     role=c["Labels"].get(LABEL_ROLE, "site"),
+                    name=(c.get("Names") or ["/"])[0].lstrip("/"),
                 )
                 for c in found
             ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 LABEL_DEPLOYMENT = "dialup.deployment"
 LABEL_SITE = "dialup.site"
 LABEL_ROLE = "dialup.role"
+LABEL_RELEASE = "dialup.release"  # on a release's image: the deployer keeps it, or removes it (keep_releases)
 
 
 def container_name(deployment: str, site: str) -> str:
@@ -18,3 +19,8 @@ def holder_name(deployment: str, site: str) -> str:
 
 def network_name(deployment: str) -> str:
     return f"dialup-{deployment}"  # the deployment's bridge network (runtime/network.py)
+
+
+def staging_name(name: str) -> str:
+    """A release's container (or holder) while it starts beside the live one; renamed once the old is gone."""
+    return f"{name}.next"

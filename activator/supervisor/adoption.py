@@ -9,12 +9,14 @@ from collections.abc import Mapping
 from activator.errors import SiteUnavailable
 from activator.interfaces import ContainerRuntime
 from activator.model import EventKind, Network
+from activator.runtime.labels import staging_name
 from activator.supervisor.containers import Containers
 from activator.supervisor.holders import Holders
 from activator.supervisor.lifecycle import Lifecycle
 from activator.supervisor.site import Site
 
 log = logging.getLogger("activator.supervisor")
+STAGED = staging_name("")  # the suffix of a deploy's container (or holder) while it starts beside the live one
 
 ADOPT_CONCURRENCY = 8  # creating and starting holders takes the engine a tenth of a second each
 
@@ -30,8 +32,9 @@ async def adopt(
     await runtime.ensure_network()  # first: every holder and plain site is made on it
     for found in await runtime.list_deployment():
         site = sites.get(found.site)
-        if site is None or (found.role == "holder" and site.config.network is not Network.HOLDER):
-            why = "left the config" if site is None else "has network = plain"
+        staged = found.name.endswith(STAGED)  # a deploy's swap that the activator's end cut short
+        if site is None or staged or (found.role == "holder" and site.config.network is not Network.HOLDER):
+            why = "left the config" if site is None else "was a swap cut short" if staged else "has network = plain"
             log.warning("removing %s %s: site %r %s", found.role, found.id[:12], found.site, why)
             await runtime.remove(found.id)
             await lifecycle.record(found.site, EventKind.REMOVED, "config", detail=f"{found.role} {why}")
@@ -39,14 +42,21 @@ async def adopt(
 
     async def one(site: Site) -> None:
         async with slots:
-            try:
-                await _adopt(site, runtime, lifecycle, holders, containers)
-            except SiteUnavailable as exc:
-                lifecycle.failed(site, exc.reason)
-                log.error("site %s: %s", site.name, exc.reason)
-                await lifecycle.record(site, EventKind.CREATE_FAILED, "startup", detail=exc.reason)
+            await adopt_one(site, runtime, lifecycle, holders, containers)
 
     await asyncio.gather(*(one(site) for site in sites.values()))
+
+
+async def adopt_one(
+    site: Site, runtime: ContainerRuntime, lifecycle: Lifecycle, holders: Holders, containers: Containers
+) -> None:
+    """One site's containers taken over, or made (at startup, or for a site a reload added)."""
+    try:
+        await _adopt(site, runtime, lifecycle, holders, containers)
+    except SiteUnavailable as exc:
+        lifecycle.failed(site, exc.reason)
+        log.error("site %s: %s", site.name, exc.reason)
+        await lifecycle.record(site, EventKind.CREATE_FAILED, "startup", detail=exc.reason)
 
 
 async def _adopt(

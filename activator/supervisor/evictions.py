@@ -40,6 +40,10 @@ class Evictor:
         self._holders, self._drainer, self._lifecycle, self._work = holders, drainer, lifecycle, work
         self._last_activity = last_activity
 
+    def reconfigure(self, config: Config) -> None:
+        """The budget as a reload left it."""
+        self._config = config
+
     def resident(self, site: Site, in_flight: Mapping[str, int]) -> Resident:
         return Resident(
             name=site.name,
@@ -67,10 +71,11 @@ class Evictor:
         limits = sum(s.config.memory_limit for s in self._sites.values() if s.holds_memory and s is not but)
         return limits + self._holders.memory()
 
-    async def make_room(self, site: Site) -> None:
+    async def make_room(self, site: Site, extra: int = 0) -> None:
         """Before a start: the limits of everything that holds memory, plus this site's, must fit the budget.
-        Evict idle sites to make it fit, or raise BudgetFull (evicting nobody) when even that cannot."""
-        budget, need = self._config.budget.memory, site.config.memory_limit
+        Evict idle sites to make it fit, or raise BudgetFull (evicting nobody) when even that cannot.
+        `extra`: a second container of the site, beside its running one (a deploy's swap)."""
+        budget, need = self._config.budget.memory, site.config.memory_limit + extra
         for _ in range(PLANS):
             used = self.used(but=site)
             if used + need <= budget:

@@ -124,6 +124,12 @@ class Holders:
             found = await self._runtime.find_holder(cfg) or found
         return found
 
+    def swapped(self, site: Site, holder: Container, used: int) -> Container | None:
+        """A deploy's holder (made beside the old one) is now the site's; returns the old one, to remove."""
+        slot = self._slot(site)
+        old, slot.holder, slot.memory = slot.holder, holder, used
+        return old
+
     def forget(self, site: Site) -> Container | None:
         """The holder died: forget it at once (its later events then match nothing) and say which it was."""
         slot = self._slot(site)

@@ -43,6 +43,12 @@ class Keeper:
             tries = self._retries[site.name] = self._retries.get(site.name, 0) + 1
             self._schedule(site, site.backoff.delay(tries))
 
+    def forget(self, site: Site) -> None:
+        """The site left the config: no restart of it is pending any more."""
+        if (pending := self._restarts.pop(site.name, None)) is not None:
+            pending.cancel()
+        self._retries.pop(site.name, None)
+
     def _observe(self, site: Site, event: Event, crashed: bool) -> None:
         if site.config.strategy is not Strategy.PERSISTENT:
             return

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from activator.config import SiteConfig
 from activator.core.transitions import Event, Facts, decide
 from activator.interfaces import Clock, EventLog
 from activator.metrics import NOT_ALLOWED
@@ -182,6 +183,22 @@ class Lifecycle:
         if self._apply(site, Event.ADOPT_RUNNING if running else Event.ADOPT_PAUSED, "startup"):
             site._host_port, site._up_since = port, self._clock.monotonic()  # a fresh idle window
             self._routes.want(site.name, port if running else None)
+
+    def configured(self, site: Site, config: SiteConfig) -> None:
+        """Its settings change (a deploy's new image): the next container made for it uses them."""
+        site._site_config = config
+
+    def swapped(self, site: Site, container_id: str, joined: str | None, port: int, cause: str) -> bool:
+        """A deploy's container, started beside the old one and answering, takes the site over: the record
+        and Caddy's route move to it at once; the old container is the swap's to drain and remove."""
+        if not self._apply(site, Event.SWAPPED, cause):
+            return False
+        site._container_id, site._joined, site._host_port = container_id, joined, port
+        site._up_since = self._clock.monotonic()
+        self._routes.want(site.name, port)
+        log.info("site %s: now served by container %s on port %d (%s)", site.name, container_id[:12], port, cause)
+        self._tell(site, Event.SWAPPED)
+        return True
 
     def container(self, site: Site, container_id: str | None, joined: str | None = None) -> None:
         """The site's container is now this one (created or found), or none (removed)."""

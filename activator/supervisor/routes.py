@@ -46,6 +46,16 @@ class Routes:
         self._changed.set()
         self._bump()
 
+    def add(self, site: str) -> None:
+        """A site the config gained (a reload): on the activator until it runs."""
+        self._wanted[site], self._applied[site] = None, UNKNOWN
+        self._changed.set()
+
+    def forget(self, site: str) -> None:
+        """A site the config lost (a reload), once it is stopped and its containers are gone."""
+        self._wanted.pop(site, None)
+        self._applied.pop(site, None)
+
     def wanted(self, site: str) -> int | None:
         return self._wanted[site]
 

@@ -23,7 +23,7 @@ class Site:
     A unit test checks that no other module assigns these fields."""
 
     def __init__(self, config: SiteConfig) -> None:
-        self.config = config
+        self._site_config = config
         self._state = SiteState.STOPPED
         self._container_id: str | None = None
         self._joined: str | None = None  # the holder id its container joined; None: its own network
@@ -35,8 +35,13 @@ class Site:
         self.demand = Demand()
 
     @property
+    def config(self) -> SiteConfig:
+        """Its settings: from the config file, with its live release's image (a deploy changes it)."""
+        return self._site_config
+
+    @property
     def name(self) -> str:
-        return self.config.name
+        return self._site_config.name
 
     @property
     def state(self) -> SiteState:

@@ -60,6 +60,10 @@ class Starter:
         site's transition: begin(), or a recovery that continues into a start."""
         cfg, began = site.config, self._clock.monotonic()
         probing = False
+        if not cfg.run_image:
+            reason = f"it has no release yet: deploy it (dialup deploy {cfg.name})"
+            self._lifecycle.start_failed(site, reason, cause, 0.0, None)
+            raise StartFailed(cfg.name, reason, "it has not been deployed yet")
         try:
             async with self._clock.timeout(cfg.start_timeout):
                 await self._evictor.make_room(site)

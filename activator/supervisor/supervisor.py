@@ -9,14 +9,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
-from activator.config import Config
+from activator.config import Config, SiteConfig
 from activator.core.hosts import HostTable
+from activator.core.policy import Action
 from activator.errors import QueueFull, SiteFailing, SiteUnavailable, StartTimeout
 from activator.interfaces import Clock, ContainerRuntime, EventLog, Prober, Router
 from activator.metrics import WAITING
-from activator.model import ContainerEvent, SiteState, Strategy
+from activator.model import ContainerEvent, EventKind, SiteState, Strategy
 from activator.supervisor.activity import Activity
-from activator.supervisor.adoption import adopt
+from activator.supervisor.adoption import adopt, adopt_one
 from activator.supervisor.containers import Containers
 from activator.supervisor.drains import Drainer
 from activator.supervisor.evictions import Evictor
@@ -28,6 +29,7 @@ from activator.supervisor.recovery import Recovery
 from activator.supervisor.routes import Routes
 from activator.supervisor.site import Site
 from activator.supervisor.starts import Starter
+from activator.supervisor.swaps import Swapper
 from activator.supervisor.work import Work
 
 log = logging.getLogger("activator.supervisor")
@@ -67,8 +69,9 @@ class Supervisor:
         measure: Callable[[str], Awaitable[int | None]],
     ) -> None:
         self.config, self.clock, self.router = config, clock, router
-        self.sites = {s.name: Site(s) for s in config.sites}
-        self._hosts = HostTable((host, s.name) for s in config.sites for host in s.hosts)
+        # Static sites served from their published files have no container: Caddy serves them, not us.
+        self.sites = {s.name: Site(s) for s in config.container_sites}
+        self._hosts = HostTable((host, s.name) for s in config.container_sites for host in s.hosts)
         self._runtime = runtime
         self.work = Work()
         self.routes = Routes(router, clock, self.sites)
@@ -93,6 +96,10 @@ class Supervisor:
         self.recovery = Recovery(
             self.sites, runtime, self.lifecycle, self.containers, self.holder_recovery, self.work, clock
         )
+        self.swapper = Swapper(
+            runtime, router, self.routes, self.lifecycle, self.containers, self.holders, self.drainer,
+            self.evictor, self.work, prober, clock, config.server.name, config.holder.image,
+        )  # fmt: skip
 
     # -- what the rest of the activator asks ---------------------------------------------------
 
@@ -135,6 +142,59 @@ class Supervisor:
         self.keeper.close()
         await self.work.close()  # drains cancelled give their sites back, and say so to Routes ...
         await self.routes.close()  # ... which puts Caddy right one last time
+
+    # -- a reload of the config file (activator/reload.py) ----------------------------------------
+
+    def reconfigure(self, config: Config) -> None:
+        """The config as reloaded: the hosts it names (a removed site's requests are 404s from now on; it is
+        still here until remove_site) and the budget. Sites come and go with add_site and remove_site."""
+        self.config = config
+        self._hosts = HostTable((host, s.name) for s in config.container_sites for host in s.hosts)
+        self.evictor.reconfigure(config)
+
+    async def add_site(self, config: SiteConfig) -> None:
+        """A site the config gained: its holder and container made (or adopted), started if persistent."""
+        site = self.sites[config.name] = Site(config)
+        self.routes.add(config.name)
+        await adopt_one(site, self._runtime, self.lifecycle, self.holders, self.containers)
+        if config.strategy is Strategy.PERSISTENT:
+            self.keeper.keep_up(site, "persistent")
+
+    async def remove_site(self, name: str) -> None:
+        """A site the config lost: drained (its open requests end, at most drain_timeout) and stopped, then its
+        container and holder removed, and the site forgotten."""
+        site = self.sites[name]
+        self.keeper.forget(site)
+        for _ in range(ACQUIRE_ROUNDS):
+            under_way = self.work.transition(site) or self.work.drain(site)
+            if under_way is not None:
+                with suppress(Exception):
+                    await asyncio.shield(under_way)
+            if site.state in (SiteState.RUNNING, SiteState.PAUSED):
+                drain = self.drainer.begin(site, Action.STOP, "config", "removed from the config")
+                if drain is not None:
+                    with suppress(Exception):
+                        await asyncio.shield(drain)
+            if site.state is SiteState.STOPPED and not self.work.busy(site):
+                break
+        # Forgotten first: the engine's events of the removals below then match no site (a holder's death
+        # would otherwise be recovered, a new holder made).
+        del self.sites[name]
+        self.holders.forget(site)
+        self.lifecycle.container(site, None)
+        self.routes.forget(name)
+        for found in (await self._runtime.find(site.config), await self._runtime.find_holder(site.config)):
+            if found is not None:
+                with suppress(Exception):
+                    await self._runtime.remove(found.id)
+        await self.lifecycle.record(name, EventKind.REMOVED, "config", detail="removed from the config")
+
+    def retune(self, config: SiteConfig) -> None:
+        """New settings that keep the site's container (timeouts, strategy, hosts, limits of Caddy's side)."""
+        site = self.sites[config.name]
+        self.lifecycle.configured(site, config)
+        if config.strategy is Strategy.PERSISTENT and site.state is SiteState.STOPPED:
+            self.keeper.keep_up(site, "persistent")
 
     # -- the request path ----------------------------------------------------------------------
 

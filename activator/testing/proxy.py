@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from activator.config import SiteConfig
 from activator.model import EventKind
 from activator.testing.clock import FakeClock
-from activator.testing.runtime import FakeRuntime
+from activator.testing.runtime import FakeContainer, FakeRuntime
 
 
 class ProxyError(Exception):
@@ -73,8 +73,11 @@ class FakeProber:
         self.runtime, self.clock = runtime, clock
 
     async def probe(self, site: SiteConfig, port: int) -> bool:
-        c = self.runtime.of(site.name)
-        if c is None or c.status != "running":
+        """Whichever running container of the site is reached at `port` (a deploy's runs beside the old)."""
+        return any(self._answers(c, port) for c in list(self.runtime.containers.values()) if c.site == site.name)
+
+    def _answers(self, c: FakeContainer, port: int) -> bool:
+        if c.role != "site" or c.status != "running":
             return False
         if c.network_mode:
             holder = self.runtime.containers.get(c.network_mode.removeprefix("container:"))
@@ -84,10 +87,8 @@ class FakeProber:
             reached = holder.host_port
         else:
             reached = c.host_port
-        app = self.runtime.apps.get(site.name)
-        ready_after = app.ready_after if app else 0.0
-        answers = app.answers if app else True
-        return reached == port and answers and self.clock.monotonic() >= c.started_at + ready_after
+        app = self.runtime.app_of(c)
+        return reached == port and app.answers and self.clock.monotonic() >= c.started_at + app.ready_after
 
 
 @dataclass(frozen=True)

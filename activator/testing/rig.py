@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from activator.config import BudgetConfig, Config, SiteConfig
+from activator.config import BudgetConfig, Config, ServerConfig, SiteConfig
 from activator.errors import SiteUnavailable
 from activator.model import Kind, Network, SiteState, Strategy
 from activator.supervisor import Supervisor
 from activator.supervisor.site import Site
 from activator.testing.clock import FakeClock, settle
 from activator.testing.proxy import FakeProber, FakeRouter, MemoryEventLog
-from activator.testing.runtime import FakeRuntime
+from activator.testing.runtime import DEPLOYMENT, FakeRuntime
 
 MiB = 1 << 20
 
@@ -51,7 +51,12 @@ class Rig:
     clock: FakeClock = field(default_factory=FakeClock)
 
     def __post_init__(self) -> None:
-        self.config = Config(path=Path("rig.toml"), sites=self.sites, budget=BudgetConfig(memory=self.budget))
+        self.config = Config(
+            path=Path("rig.toml"),
+            server=ServerConfig(name=DEPLOYMENT),  # the fake engine's names are this deployment's
+            sites=self.sites,
+            budget=BudgetConfig(memory=self.budget),
+        )
         self.runtime = FakeRuntime(self.clock)
         self.router = FakeRouter()
         self.events = MemoryEventLog()

@@ -53,6 +53,7 @@ class FakeContainer:
     started_at: float = 0.0
     runs: int = 0  # how many times it was started
     start_seq: int = 0  # the engine's count of starts when it last started (orders starts at one instant)
+    image: str = ""
 
     def view(self) -> Container:
         alive = self.status in ("running", "paused")
@@ -66,6 +67,7 @@ class FakeContainer:
             network_mode=self.network_mode,
             publishes=self.publishes,
             isolated=self.isolated,
+            name=self.name,
         )
 
 
@@ -117,8 +119,14 @@ class FakeRuntime:
     def fail(self, op: str, error: Exception, site: str = "*", times: int = 1) -> None:
         self._plan.failures.setdefault((op, site), []).extend([error] * times)
 
+    def app_of(self, c: FakeContainer) -> App:
+        """How the container's app behaves: as set for its image (a release), else for its site."""
+        return self.apps.get(c.image) or self.apps.get(c.site) or App()
+
     def of(self, site: str, role: str = "site") -> FakeContainer | None:
-        return next((c for c in self.containers.values() if c.site == site and c.role == role), None)
+        """The site's container (or holder) by its name, as the engine finds it."""
+        name = f"dialup-{DEPLOYMENT}-{site}" + (".holder" if role == "holder" else "")
+        return next((c for c in self.containers.values() if c.name == name), None)
 
     def crash(self, site: str, code: int = 1) -> None:
         self._end(self._running(site), code)
@@ -150,22 +158,24 @@ class FakeRuntime:
     async def find_holder(self, site: SiteConfig) -> Container | None:
         return await self._op("find_holder", site.name, lambda: self._view(site.name, "holder"))
 
-    async def create(self, site: SiteConfig, holder_id: str | None = None) -> Container:
+    async def create(self, site: SiteConfig, holder_id: str | None = None, name: str | None = None) -> Container:
         def create() -> Container:
-            if site.image in self.missing_images:
-                raise ImageMissing(site.name, site.image)
-            name = f"dialup-{DEPLOYMENT}-{site.name}"
-            if self.of(site.name) is not None:
-                raise ContainerExists(site.name, name)
+            if site.run_image in self.missing_images:
+                raise ImageMissing(site.name, site.run_image)
+            taken = name or f"dialup-{DEPLOYMENT}-{site.name}"
+            if any(c.name == taken for c in self.containers.values()):
+                raise ContainerExists(site.name, taken)
             mode = f"container:{holder_id}" if holder_id else ""
-            c = self._add(name, site.name, "site", network_mode=mode, publishes=None if holder_id else site.port)
+            publishes = None if holder_id else site.port
+            c = self._add(taken, site.name, "site", network_mode=mode, publishes=publishes, image=site.run_image)
             return c.view()
 
         return await self._op("create", site.name, create)
 
-    async def create_holder(self, site: SiteConfig, image: str) -> Container:
+    async def create_holder(self, site: SiteConfig, image: str, name: str | None = None) -> Container:
         def create() -> Container:
-            return self._add(f"dialup-{DEPLOYMENT}-{site.name}.holder", site.name, "holder", publishes=site.port).view()
+            taken = name or f"dialup-{DEPLOYMENT}-{site.name}.holder"
+            return self._add(taken, site.name, "holder", publishes=site.port).view()
 
         return await self._op("create_holder", site.name, create)
 
@@ -186,7 +196,7 @@ class FakeRuntime:
             if c.publishes is not None:
                 c.host_port = next(self._ports)
             self._emit(c, "start")
-            app = self.apps.get(c.site, App()) if c.role == "site" else App()
+            app = self.app_of(c) if c.role == "site" else App()
             if app.exit_after == 0:
                 self._end(c, app.exit_code)
             elif app.exit_after is not None:
@@ -218,6 +228,15 @@ class FakeRuntime:
         c.status = becomes
         self._emit(c, "pause" if becomes == "paused" else "unpause")
 
+    async def rename(self, container_id: str, name: str) -> None:
+        def rename() -> None:
+            c = self._get(container_id)
+            if any(o.name == name for o in self.containers.values() if o is not c):
+                raise EngineError(f"the name {name} is in use")
+            c.name = name
+
+        await self._op("rename", self._site_of(container_id), rename, container_id)
+
     async def remove(self, container_id: str) -> None:
         def remove() -> None:
             c = self._get(container_id)
@@ -238,8 +257,8 @@ class FakeRuntime:
         return 0, 0
 
     async def last_log_line(self, container_id: str) -> str:
-        site = self._site_of(container_id)
-        return await self._op("logs", site, lambda: self.apps.get(site, App()).last_line)
+        c = self.containers.get(container_id)
+        return await self._op("logs", self._site_of(container_id), lambda: self.app_of(c).last_line if c else "")
 
     def watch(self, on_event: Callable[[ContainerEvent], None]) -> None:
         self._listener = on_event

@@ -90,7 +90,9 @@ class Deployment:
         server = dict(server)
         caddy = dict(server.pop("caddy", {}))  # keys for the [caddy] table (its listen and admin are the harness's)
         manage = caddy.pop("manage", True)
-        tables = {key: server.pop(key) for key in ("budget", "thresholds", "defaults", "holder") if key in server}
+        tables = {
+            key: server.pop(key) for key in ("budget", "thresholds", "defaults", "holder", "builds") if key in server
+        }
         lines = [
             "[server]",
             f'state_dir = "{self.dir / "state"}"',
@@ -239,6 +241,8 @@ class Deployment:
                 pass
         for c in self.client.containers.list(all=True, filters={"label": f"{LABEL}={self.name}"}):
             c.remove(force=True)
+        for image in self.client.images.list(filters={"label": f"{LABEL}={self.name}"}):  # its builds' images
+            self.client.images.remove(image.id, force=True)
         remove_networks(self.client, {self.name})
         if os.environ.get("DIALUP_KEEP_TEST_DIRS") != "1":
             shutil.rmtree(self.dir, ignore_errors=True)

@@ -12,7 +12,7 @@ PACKAGE = Path(activator.__file__).parent
 # field -> the one module that may assign it (site.py sets the initial values in Site.__init__)
 WRITERS = {
     **dict.fromkeys(
-        ("_state", "_container_id", "_joined", "_host_port", "_up_since", "_failure", "_crashes"),
+        ("_state", "_container_id", "_joined", "_host_port", "_up_since", "_failure", "_crashes", "_site_config"),
         "supervisor/lifecycle.py",
     ),
     **dict.fromkeys(("waiting", "active"), "supervisor/supervisor.py"),  # Demand: only the lease

@@ -4,6 +4,9 @@ itself; this tests that the supervisor's parts really ask for each of its rows."
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
+
 import pytest
 
 import activator.supervisor.lifecycle as lifecycle_module
@@ -120,6 +123,17 @@ async def tour(rig: MakeRig) -> None:
     r.runtime.apps["e"] = App(answers=False)
     assert isinstance(await r.answer("e"), StartTimeout) and r["e"].state is STOPPED
     await r.clock.run_until(lambda: container(r, "e").status == "exited")
+
+    # a again: a deploy's swap of the running site, then one during which the old container dies.
+    await running(r, "a")
+    swapped = asyncio.ensure_future(r.sup.swapper.swap(r["a"], replace(r["a"].config, release="a:2"), "deploy"))
+    await r.clock.run_until(swapped.done)
+    r.runtime.apps["a:3"] = App(ready_after=1.0)
+    swapped = asyncio.ensure_future(r.sup.swapper.swap(r["a"], replace(r["a"].config, release="a:3"), "deploy"))
+    await r.clock.advance(0.3)
+    r.runtime.crash("a")
+    await r.clock.run_until(swapped.done)
+    assert swapped.result() == "swapped" and r["a"].state is RUNNING
 
     # f, g: found at startup by a new activator, one running and one paused.
     async with before_up(site_config("f"), site_config("g")) as found:

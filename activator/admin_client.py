@@ -1,0 +1,112 @@
+"""The commands that ask the running activator, over its admin socket: `dialup deploy`, `dialup rollback` and
+`dialup reload` (one path with the editor and the API); and `dialup releases`, read from SQLite, up or not."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from activator.builds.releases import Releases
+from activator.config import Config
+from activator.store import Store
+
+NOT_RUNNING = "dialup up is not running on this state directory: deploys are made by it (start it first)"
+
+
+class NotRunning(Exception):
+    pass
+
+
+async def deploy(config: Config, site: str, folder: str | None, output: bool) -> bool:
+    query: dict[str, str] = {}
+    if folder is not None:
+        query["from"] = folder
+    if output:
+        query["output"] = "1"
+    return await _stream(config, f"/sites/{site}/deploy", query)
+
+
+async def rollback(config: Config, site: str) -> bool:
+    return await _stream(config, f"/sites/{site}/rollback", {})
+
+
+async def _stream(config: Config, path: str, query: dict[str, str]) -> bool:
+    """Print the progress lines as they come; True when the last says the release is live."""
+    connector = aiohttp.UnixConnector(path=str(config.server.admin_socket))
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+    try:
+        async with (
+            aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+            session.post(f"http://localhost{path}", params=query) as response,
+        ):
+            if response.status != 200:
+                print(f"dialup: {(await response.text()).strip()}", file=sys.stderr)
+                return False
+            ok = False  # until the last line says the release is live
+            async for raw in response.content:
+                ok = _show(orjson.loads(raw))
+            return ok
+    except (aiohttp.ClientConnectionError, FileNotFoundError):
+        raise NotRunning(NOT_RUNNING) from None
+
+
+def _show(event: dict[str, Any]) -> bool:
+    step = event.pop("step")
+    elapsed = event.pop("elapsed", None)
+    stamp = f"[{elapsed:7.2f}s] " if elapsed is not None else ""
+    if step == "output":
+        print(f"{stamp}  | {event['line']}")
+        return False
+    if step == "result":
+        if event["ok"]:
+            print(f"live: {event['release']}")
+            return True
+        print(f"dialup: deploy failed: {event['reason']}", file=sys.stderr)
+        for line in event.get("tail") or []:
+            print(f"  | {line}", file=sys.stderr)
+        print("the live release keeps serving", file=sys.stderr)
+        return False
+    details = " ".join(f"{k}={v}" for k, v in event.items())
+    print(f"{stamp}{step} {details}".rstrip())
+    return False
+
+
+async def reload(config: Config) -> tuple[bool, dict[str, Any]]:
+    """Ask the running activator to apply its config file again (the file was checked here first)."""
+    connector = aiohttp.UnixConnector(path=str(config.server.admin_socket))
+    try:
+        async with aiohttp.ClientSession(connector=connector) as session, session.post("http://localhost/reload") as r:
+            report: dict[str, Any] = await r.json()
+            return bool(report.pop("ok")), report
+    except (aiohttp.ClientConnectionError, FileNotFoundError):
+        raise NotRunning("dialup up is not running on this state directory: nothing to reload") from None
+
+
+async def releases(config: Config, site: str) -> list[dict[str, Any]]:
+    store = Store(config.server.db_path)
+    await store.open()
+    try:
+        table = Releases(store.db)
+        await table.open()
+        return [r.as_json() for r in await table.of(site)]
+    finally:
+        await store.close()
+
+
+def print_releases(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("no releases yet")
+        return
+    print(f"{'RELEASE':8} {'LIVE':4} {'SOURCE':12} {'BUILD_S':>8} {'WENT_LIVE':19}  ARTIFACT")
+    for r in rows:
+        went = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["live_at"])) if r["live_at"] else "-"
+        artifact = r["artifact"] + (" (removed)" if r["removed"] else "")
+        print(
+            f"{r['id']:8} {'*' if r['live'] else '':4} {r['source_hash'][:12]:12} {r['build_seconds']:8.2f} {went:19}"
+            f"  {artifact if r['kind'] == 'image' else Path(artifact).name + ' (files)'}"
+        )

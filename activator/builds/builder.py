@@ -1,0 +1,94 @@
+"""An image build: BuildKit through a docker client that has it (DESIGN.md: Debian's /usr/bin/docker here),
+run as a child process so that the event loop never waits on it, stopped at the build timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from activator.runtime.labels import LABEL_DEPLOYMENT, LABEL_RELEASE, LABEL_SITE
+
+TAIL = 20  # lines of the build's output a failure reports
+
+
+class BuildFailed(Exception):
+    """The build failed, or ran past its timeout: `reason` says which, `tail` holds its last lines."""
+
+    def __init__(self, reason: str, tail: list[str]) -> None:
+        self.reason, self.tail = reason, tail
+        super().__init__(reason)
+
+
+async def build_image(
+    docker: str,
+    context: Path,
+    dockerfile: str | None,
+    tag: str,
+    labels: dict[str, str],
+    limit: float,
+    on_line: Callable[[str], None],
+) -> None:
+    """Build `context` into `tag` (with the generated Dockerfile, or the context's own). Every line of the
+    build's output goes to on_line. Raises BuildFailed, with the last lines, on failure or timeout."""
+    args = [docker, "build", "--progress=plain", "--tag", tag]
+    for key, value in labels.items():
+        args += ["--label", f"{key}={value}"]
+    args += ["--file", "-" if dockerfile is not None else str(context / "Dockerfile"), str(context)]
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # its own process group: a timeout stops the client and nothing else
+        )
+    except OSError as exc:
+        raise BuildFailed(f"cannot run {docker}: {exc}", []) from None
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write((dockerfile or "").encode())
+    proc.stdin.close()
+
+    async def read() -> None:
+        assert proc.stdout is not None
+        async for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            tail.append(line)
+            on_line(line)
+
+    try:
+        async with asyncio.timeout(limit):
+            await read()
+            code = await proc.wait()
+    except TimeoutError:
+        _stop(proc)  # the client's end cancels the build in the engine
+        await proc.wait()
+        raise BuildFailed(f"the build ran past its timeout of {limit:g}s and was stopped", list(tail)) from None
+    except asyncio.CancelledError:
+        _stop(proc)
+        raise
+    if code != 0:
+        raise BuildFailed(f"the build failed (docker build exited with {code})", list(tail))
+
+
+def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def image_labels(deployment: str, site: str, release: str) -> dict[str, str]:
+    """Every image a build makes is labelled: clean-up removes only ours."""
+    return {LABEL_DEPLOYMENT: deployment, LABEL_SITE: site, LABEL_RELEASE: release}
+
+
+def image_tag(deployment: str, site: str, release: str) -> str:
+    return f"dialup-{deployment}-{site}:{release}"
