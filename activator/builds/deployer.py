@@ -139,6 +139,8 @@ class Deployer:
                 given = folder or site.source
                 if given is None:
                     raise DeployFailed(site.name, "it has no `source` in the config: give a folder (--from DIR)")
+                if not given.is_absolute():
+                    raise DeployFailed(site.name, f"{given} is not an absolute path")
                 if not self._builds.allows(given):
                     roots = ", ".join(map(str, self._builds.source_roots))
                     raise DeployFailed(
@@ -197,6 +199,8 @@ class Deployer:
         releases = self.config.server.user_sites_dir / site.name / "releases"
         await asyncio.to_thread(_made_readable, releases)
         target = releases / rid
+        # A folder of that number without a release row: a deploy the activator's end cut short. Not a release.
+        await asyncio.to_thread(shutil.rmtree, target, True)
         await asyncio.to_thread(src.rename, target)
         return str(target)
 

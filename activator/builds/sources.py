@@ -21,32 +21,61 @@ class BadSource(Exception):
 
 def snapshot(source: Path, into: Path, limit: int) -> None:
     """Copy the folder's files into `into` (made here): directories, regular files and symlinks that stay
-    inside the source; never a file outside it, never more than `limit` bytes or MAX_FILES files."""
+    inside; never a file outside the source, never more than `limit` bytes or MAX_FILES files. The walk holds
+    each directory open and opens each file with O_NOFOLLOW beneath it, so a path swapped for a symlink while
+    the copy runs is refused, not followed; the links copied are checked once more in the copy itself."""
     if not source.is_dir():
         raise BadSource(f"{source} is not a folder")
-    root = Path(os.path.realpath(source))
+    source = Path(os.path.realpath(source))  # the folder itself may be reached through a symlink; nothing in it
     total = count = 0
-    for here, dirs, files in os.walk(root):
+    into.mkdir(parents=True, exist_ok=True)
+    for here, dirs, files, dir_fd in os.fwalk(source, follow_symlinks=False):
+        rel = Path(here).relative_to(source)
         dirs[:] = sorted(d for d in dirs if d not in SKIPPED)
-        rel = Path(here).relative_to(root)
-        (into / rel).mkdir(parents=True, exist_ok=True)
-        for name in sorted(files) + [d for d in dirs if os.path.islink(os.path.join(here, d))]:
-            src, dst = Path(here, name), into / rel / name
-            info = src.lstat()
-            if stat.S_ISLNK(info.st_mode):
-                target = os.readlink(src)
-                inside = Path(os.path.normpath(Path(here, target)))
-                if os.path.isabs(target) or not (inside == root or root in inside.parents):
-                    raise BadSource(f"{rel / name} is a symlink to {target}, outside the source")
-                os.symlink(target, dst)
+        for name in dirs:
+            if not stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode):
+                (into / rel / name).mkdir()
+        for name in sorted(files) + [d for d in dirs if stat.S_ISLNK(os.lstat(d, dir_fd=dir_fd).st_mode)]:
+            dst = into / rel / name
+            mode = os.lstat(name, dir_fd=dir_fd).st_mode
+            if stat.S_ISLNK(mode):
+                os.symlink(os.readlink(name, dir_fd=dir_fd), dst)
                 continue
-            if not stat.S_ISREG(info.st_mode):
+            if not stat.S_ISREG(mode):
                 continue  # sockets, fifos, devices: nothing a site is made of
-            total, count = total + info.st_size, count + 1
+            size = _copy_file(name, dir_fd, dst, rel / name)
+            total, count = total + size, count + 1
             if total > limit or count > MAX_FILES:
                 raise BadSource(f"the source is larger than {limit >> 20} MiB or {MAX_FILES} files")
-            shutil.copy2(src, dst, follow_symlinks=False)
-        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(here, d))]
+    _links_stay_inside(into)
+
+
+def _copy_file(name: str, dir_fd: int, dst: Path, shown: Path) -> int:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as exc:
+        raise BadSource(f"{shown} cannot be read: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as src:
+        info = os.fstat(src.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise BadSource(f"{shown} changed while it was copied")
+        with open(dst, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+    os.chmod(dst, stat.S_IMODE(info.st_mode) & 0o755 | 0o644)
+    return info.st_size
+
+
+def _links_stay_inside(root: Path) -> None:
+    """Every symlink in the copy (ours: nobody changes it) resolves to a path inside the copy."""
+    top = Path(os.path.realpath(root))
+    for here, dirs, files in os.walk(root):
+        for name in files + dirs:
+            path = Path(here, name)
+            if path.is_symlink():
+                real = Path(os.path.realpath(path))
+                if real != top and top not in real.parents:
+                    shown = path.relative_to(root)
+                    raise BadSource(f"{shown} is a symlink to {os.readlink(path)}, outside the source")
 
 
 def unpack(archive: Path, into: Path, limit: int) -> None:

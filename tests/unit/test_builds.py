@@ -206,3 +206,24 @@ def test_builds_are_bounded_in_buildkits_cgroup_v1_and_v2(tmp_path: Path) -> Non
     assert (v2 / "docker/buildkit/cpu.max").read_text() == "200000 100000"
     assert (v2 / "docker/buildkit/cpu.weight").read_text() == "12"
     assert (v2 / "docker/buildkit/memory.max").read_text() == str(512 * MiB)
+
+
+def test_a_file_swapped_for_a_symlink_during_the_copy_is_refused_not_followed(tmp_path: Path) -> None:
+    # What the walk does once it has seen a regular file: open it beneath its directory without following a link.
+    src = tree(tmp_path / "src", {"index.html": "hi"})
+    (src / "index.html").unlink()
+    os.symlink("/etc/passwd", src / "index.html")  # swapped after the listing
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        with pytest.raises(sources.BadSource, match=r"index\.html cannot be read"):
+            sources._copy_file("index.html", fd, tmp_path / "out.html", Path("index.html"))
+    finally:
+        os.close(fd)
+    assert not (tmp_path / "out.html").exists()
+
+
+def test_a_source_reached_through_a_symlink_is_copied(tmp_path: Path) -> None:
+    real = tree(tmp_path / "real", {"index.html": "hi"})
+    os.symlink(real, tmp_path / "link")
+    sources.snapshot(tmp_path / "link", tmp_path / "snap", MiB)
+    assert (tmp_path / "snap" / "index.html").read_text() == "hi"
