@@ -29,6 +29,7 @@ class BuildsConfig:
     node_image: str = "node:22-slim"  # the base image of the node, astro and next recipes
     docker: str = "/usr/bin/docker"  # a docker client that can do BuildKit builds (see DESIGN.md, known traps)
     max_upload: int = 200 * 1024 * 1024  # a deploy's tar.gz, and what it unpacks to, at most
+    cache: int = 2 * 1024 * 1024 * 1024  # BuildKit's layer cache is trimmed to this after each build
     memory: int = 1024 * 1024 * 1024  # what a build's steps may use in all ...
     cpus: float = 1.0  # ... and of the CPU: a build never takes the whole box
 
@@ -54,6 +55,7 @@ def read_builds(t: _Table, base_dir: Path) -> BuildsConfig:
         node_image=t.get("node_image", _typed(str, "an image reference like 'node:22-slim'"), d.node_image),
         docker=t.get("docker", _path_value, d.docker),
         max_upload=t.get("max_upload", _positive(parse_size), d.max_upload),
+        cache=t.get("cache", _positive(parse_size), d.cache),
         memory=t.get("memory", _positive(parse_size), d.memory),
         cpus=t.get("cpus", _positive(_number), d.cpus),
     )

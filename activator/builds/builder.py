@@ -77,6 +77,19 @@ async def build_image(
         raise BuildFailed(f"the build failed (docker build exited with {code})", list(tail))
 
 
+async def prune_cache(docker: str, keep: int) -> str:
+    """Trim BuildKit's layer cache to `keep` bytes, oldest first (`docker builder prune --keep-storage`): the
+    cache makes builds fast, and without a bound it grows with every build. Returns its report line."""
+    proc = await asyncio.create_subprocess_exec(
+        docker, "builder", "prune", "--force", "--keep-storage", str(keep),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "DOCKER_BUILDKIT": "1"},
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    lines = [line for line in out.decode(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
 def _stop(proc: asyncio.subprocess.Process) -> None:
     if proc.returncode is None:
         try:

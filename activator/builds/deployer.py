@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from activator.builds import publish, sources
-from activator.builds.builder import BuildFailed, build_image, image_labels, image_tag
+from activator.builds.builder import BuildFailed, build_image, image_labels, image_tag, prune_cache
 from activator.builds.limits import bound_builds
 from activator.builds.queue import BuildQueue
 from activator.builds.recipes import NoRecipe, dockerfile
@@ -223,6 +223,16 @@ class Deployer:
         )
         tag = image_tag(self.config.server.name, site.name, rid)
         labels = image_labels(self.config.server.name, site.name, rid)
+        try:
+            await self._build_image(src, recipe, tag, labels, say)
+        finally:
+            said = await prune_cache(self._builds.docker, self._builds.cache)
+            say({"step": "cache", "detail": said or "build cache trimmed"})
+        return tag
+
+    async def _build_image(
+        self, src: Path, recipe: str | None, tag: str, labels: dict[str, str], say: Progress
+    ) -> None:
         await build_image(
             self._builds.docker,
             src,
@@ -232,7 +242,6 @@ class Deployer:
             self._builds.timeout,
             lambda line: say({"step": "output", "line": line}),
         )
-        return tag
 
     # -- going live ------------------------------------------------------------------------------
 

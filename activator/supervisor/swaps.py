@@ -15,7 +15,7 @@ from typing import Any
 
 from activator.config import SiteConfig
 from activator.core.policy import Action
-from activator.errors import StartFailed, SwapFailed
+from activator.errors import SiteUnavailable, StartFailed, SwapFailed
 from activator.interfaces import Clock, ContainerRuntime, Prober, Router
 from activator.model import Container, Network, SiteState
 from activator.readiness import wait_ready
@@ -139,7 +139,7 @@ class Swapper:
                         await self._runtime.remove(thing.id)
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            reason = exc.reason if isinstance(exc, StartFailed) else repr(exc)
+            reason = exc.reason if isinstance(exc, SiteUnavailable) else repr(exc)  # budget full, engine refused, ...
             raise SwapFailed(site.name, reason) from None
         old_id = site.container_id
         self._lifecycle.configured(site, config)

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import aiosqlite
+import psutil
 import zstandard
 
 from tests.integration.harness import Deployment, until
@@ -177,6 +178,7 @@ async def test_an_app_is_swapped_under_steady_traffic_without_a_failed_request(d
         stop.set()
         await asyncio.gather(*clients)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "cache detail=Total reclaimed space" in done.stdout  # the build cache trimmed to [builds] cache
     assert failures == [], failures[:5]
     assert seen.get("v1", 0) > 0 and seen["v2"] >= 50
     # The new container took the site's names; the old one and its holder are gone; nothing staged is left.
@@ -211,11 +213,16 @@ async def test_failed_and_timed_out_builds_leave_the_live_release_serving_and_sa
     assert "the live release keeps serving" in failed.stderr
     assert (await get(d, "app.localhost"))[1] == "good"
 
-    app_source(src, "slow", extra='RUN ["/bin/busybox", "sleep", "60"]\n')
+    app_source(src, "slow", extra=f'RUN ["/bin/busybox", "sh", "-c", "sleep 60; echo {d.name}"]\n')
     began = time.monotonic()
     slow = await asyncio.to_thread(d.command, "deploy", "app")
     assert slow.returncode == 1 and "past its timeout of 5s" in slow.stderr, slow.stderr
-    assert time.monotonic() - began < 40  # stopped, not waited out
+    assert time.monotonic() - began < 40  # stopped, not waited out ...
+
+    def step_running() -> bool:
+        return any(d.name in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"]))
+
+    await until(lambda: not step_running(), 15, "the build's step to be stopped in the engine too")
     assert (await get(d, "app.localhost"))[1] == "good"
     assert await live(d, "app") == "r1"
     details = [e["detail"] for e in await d.events("app") if e["kind"] == "build_failed"]

@@ -141,3 +141,13 @@ async def test_a_paused_site_is_stopped_then_gets_the_new_image_at_its_next_star
     assert task.result() == "at its next start" and r["a"].state is STOPPED and r.runtime.of("a") is None
     await running(r, "a")
     assert container(r, "a").image == "a:2"
+
+
+async def test_a_swap_that_cannot_fit_even_by_evicting_fails_and_the_old_one_serves_on(rig: MakeRig) -> None:
+    r = await rig(site_config("a"), budget=100 * 1024 * 1024)  # a (64 MiB) and a second a: 128 MiB
+    port = await running(r, "a")
+    task = swap(r, "a", "a:2")
+    await r.clock.run_until(task.done)
+    with pytest.raises(SwapFailed, match="memory budget"):
+        task.result()
+    assert r.routed_to("a") == port and r["a"].state is RUNNING and "refused" in r.events.kinds("a")
