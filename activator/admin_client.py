@@ -48,8 +48,12 @@ async def _stream(config: Config, path: str, query: dict[str, str]) -> bool:
                 print(f"dialup: {(await response.text()).strip()}", file=sys.stderr)
                 return False
             ok = False  # until the last line says the release is live
-            async for raw in response.content:
-                ok = _show(orjson.loads(raw))
+            try:
+                async for raw in response.content:
+                    ok = _show(orjson.loads(raw))
+            except (aiohttp.ClientPayloadError, ValueError) as exc:
+                print(f"dialup: the progress stopped short ({exc}): see `dialup releases` and the log", file=sys.stderr)
+                return False
             return ok
     except (aiohttp.ClientConnectionError, FileNotFoundError):
         raise NotRunning(NOT_RUNNING) from None
@@ -81,6 +85,8 @@ async def reload(config: Config) -> tuple[bool, dict[str, Any]]:
     connector = aiohttp.UnixConnector(path=str(config.server.admin_socket))
     try:
         async with aiohttp.ClientSession(connector=connector) as session, session.post("http://localhost/reload") as r:
+            if r.content_type != "application/json":
+                return False, {"error": f"{r.status}: {(await r.text()).strip()[:200]}"}
             report: dict[str, Any] = await r.json()
             return bool(report.pop("ok")), report
     except (aiohttp.ClientConnectionError, FileNotFoundError):

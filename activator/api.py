@@ -67,7 +67,10 @@ async def status(request: web.Request) -> web.Response:
         if cfg.serves_files:
             rows.append(files_row(cfg, counts.get(cfg.name, SiteCounts()), release, doing))
             continue
-        row = live_row(sup, sup.sites[cfg.name], counts.get(cfg.name, SiteCounts()), in_flight, used.get(cfg.name))
+        site = sup.sites.get(cfg.name)
+        if site is None:
+            continue  # being added by a reload: shown once it is made
+        row = live_row(sup, site, counts.get(cfg.name, SiteCounts()), in_flight, used.get(cfg.name))
         row["release"], row["deploy"] = release, doing
         rows.append(row)
     queue = deployer.queue

@@ -30,7 +30,7 @@ from activator.proxy.process import CaddyProcess
 from activator.proxy.sysctl import migrate_connections
 from activator.readiness import HttpProber
 from activator.reaper import Reaper
-from activator.reload import Reloader, add_reload_route
+from activator.reload import RELOADER, Reloader, add_reload_route
 from activator.runtime.cgroups import CgroupMemory
 from activator.runtime.docker import DockerRuntime
 from activator.store import Store
@@ -48,7 +48,6 @@ MONITOR = web.AppKey("monitor", Monitor)
 CGROUPS = web.AppKey("cgroups", CgroupMemory)
 GUARD = web.AppKey("guard", CaddyGuard)
 CADDY_METRICS = web.AppKey("caddy_metrics", CaddyMetrics)
-RELOADER = web.AppKey("reloader", Reloader)
 
 
 TEARDOWN_LIMIT = 10.0  # seconds each resource gets to close
@@ -170,6 +169,7 @@ async def deployer_ctx(app: web.Application) -> AsyncIterator[None]:
     deployer = app[DEPLOYER] = Deployer(
         app[CONFIG], app[RELEASES], app[STORE], app[SUPERVISOR], app[RUNTIME].remove_image
     )
+    await asyncio.to_thread(deployer.clear_scratch)
     yield
     await deployer.close()
 

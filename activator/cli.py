@@ -211,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"added: {', '.join(report['added']) or 'none'}; removed: {', '.join(report['removed']) or 'none'};"
                 f" changed: {changed}"
             )
+            for name, why in report.get("failed", {}).items():
+                print(f"dialup: {name}: not applied ({why}); the next reload tries again", file=sys.stderr)
+            return 1 if report.get("failed") else 0
         elif args.command == "releases":
             rows = asyncio.run(admin_client.releases(config, args.site))
             if args.json:

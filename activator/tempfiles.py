@@ -9,6 +9,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 TEMP_MAX_AGE = 24 * 3600.0  # temp/ files older than a day go
+BUILDS = "builds"  # temp/builds: the deploys under way (each removes its own scratch when it ends)
 
 
 def clean_temp(temp_dir: Path, now: float, max_age: float = TEMP_MAX_AGE) -> tuple[int, int]:
@@ -17,7 +18,9 @@ def clean_temp(temp_dir: Path, now: float, max_age: float = TEMP_MAX_AGE) -> tup
     files = freed = 0
     if not temp_dir.is_dir():
         return 0, 0
-    for root, _dirs, names in os.walk(temp_dir):
+    for root, dirs, names in os.walk(temp_dir):
+        if Path(root) == temp_dir:
+            dirs[:] = [d for d in dirs if d != BUILDS]  # a build's files keep the mtimes of its source
         for name in names:
             path = Path(root) / name
             try:

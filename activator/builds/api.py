@@ -7,14 +7,15 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from activator.builds.deployer import Deployer, DeployFailed, UnknownSite
-from activator.builds.releases import Releases
+from activator.builds.deployer import Deployer, DeployFailed, Progress, UnknownSite
+from activator.builds.releases import Release, Releases
 
 DEPLOYER = web.AppKey("deployer", Deployer)
 RELEASES = web.AppKey("releases", Releases)
@@ -30,11 +31,16 @@ async def deploy(request: web.Request) -> web.StreamResponse:
     archive = await _upload(request, deployer) if request.can_read_body else None
     folder = request.query.get("from")
     verbose = request.query.get("output") == "1"
-    return await _stream(
-        request,
-        lambda say: deployer.deploy(name, say, folder=Path(folder) if folder else None, archive=archive),
-        verbose,
-    )
+
+    def start(say: Progress) -> asyncio.Task[Release]:
+        try:
+            return deployer.deploy(name, say, folder=Path(folder) if folder else None, archive=archive)
+        except UnknownSite:  # removed by a reload since
+            if archive is not None:
+                archive.unlink(missing_ok=True)
+            raise
+
+    return await _stream(request, start, verbose)
 
 
 async def rollback(request: web.Request) -> web.StreamResponse:
@@ -71,7 +77,9 @@ async def _upload(request: web.Request, deployer: Deployer) -> Path:
     return path
 
 
-async def _stream(request: web.Request, start: Any, verbose: bool) -> web.StreamResponse:
+async def _stream(
+    request: web.Request, start: Callable[[Progress], asyncio.Task[Release]], verbose: bool
+) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     lines: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -94,6 +102,8 @@ async def _stream(request: web.Request, start: Any, verbose: bool) -> web.Stream
     try:
         release = task.result()
         await _send(response, {"step": "result", "ok": True, "release": release.id})
+    except asyncio.CancelledError:
+        await _send(response, {"step": "result", "ok": False, "reason": "dialup is shutting down", "tail": []})
     except DeployFailed as exc:
         await _send(response, {"step": "result", "ok": False, "reason": exc.reason, "tail": exc.tail})
     except Exception as exc:  # a bug: say so rather than cut the stream short

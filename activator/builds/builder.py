@@ -8,11 +8,15 @@ import collections
 import os
 import signal
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
 from activator.runtime.labels import LABEL_DEPLOYMENT, LABEL_RELEASE, LABEL_SITE
 
 TAIL = 20  # lines of the build's output a failure reports
+LINE_MAX = 4096  # characters of one line of output kept (a line of minified JavaScript can be megabytes)
+STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL of a build's client
+PRUNE_LIMIT = 60.0  # seconds a trim of the build cache may take
 
 
 class BuildFailed(Exception):
@@ -57,45 +61,66 @@ async def build_image(
 
     async def read() -> None:
         assert proc.stdout is not None
-        async for raw in proc.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            tail.append(line)
-            on_line(line)
+        pending = b""
+        while chunk := await proc.stdout.read(1 << 16):  # by chunks: a line may be longer than any buffer
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()
+            pending = pending[:LINE_MAX] if len(pending) > LINE_MAX else pending  # its start is what is kept
+            for raw in lines:
+                said(raw)
+        if pending:
+            said(pending)
+
+    def said(raw: bytes) -> None:
+        line = raw[:LINE_MAX].decode(errors="replace").rstrip()
+        tail.append(line)
+        on_line(line)
 
     try:
         async with asyncio.timeout(limit):
             await read()
             code = await proc.wait()
     except TimeoutError:
-        _stop(proc)  # the client's end cancels the build in the engine
-        await proc.wait()
         raise BuildFailed(f"the build ran past its timeout of {limit:g}s and was stopped", list(tail)) from None
-    except asyncio.CancelledError:
-        _stop(proc)
-        raise
+    finally:
+        await _stop(proc)  # the client's end cancels the build in the engine
     if code != 0:
         raise BuildFailed(f"the build failed (docker build exited with {code})", list(tail))
 
 
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM to the client's process group, SIGKILL if it has not gone after STOP_GRACE seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if proc.returncode is not None:
+            return
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with suppress(TimeoutError):
+            async with asyncio.timeout(STOP_GRACE):
+                await asyncio.shield(proc.wait())
+
+
 async def prune_cache(docker: str, keep: int) -> str:
     """Trim BuildKit's layer cache to `keep` bytes, oldest first (`docker builder prune --keep-storage`): the
-    cache makes builds fast, and without a bound it grows with every build. Returns its report line."""
-    proc = await asyncio.create_subprocess_exec(
-        docker, "builder", "prune", "--force", "--keep-storage", str(keep),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "DOCKER_BUILDKIT": "1"},
-    )  # fmt: skip
-    out, _ = await proc.communicate()
+    cache makes builds fast, and without a bound it grows with every build. Returns its report line; never
+    raises (a cache it could not trim is said, and trimmed after the next build)."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            docker, "builder", "prune", "--force", "--keep-storage", str(keep),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "DOCKER_BUILDKIT": "1"},
+        )  # fmt: skip
+    except OSError as exc:
+        return f"the build cache was not trimmed: {exc}"
+    try:
+        async with asyncio.timeout(PRUNE_LIMIT):
+            out, _ = await proc.communicate()
+    except TimeoutError:
+        return f"the build cache was not trimmed within {PRUNE_LIMIT:g}s"
+    finally:
+        await _stop(proc)
     lines = [line for line in out.decode(errors="replace").splitlines() if line.strip()]
     return lines[-1] if lines else ""
-
-
-def _stop(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
 
 
 def image_labels(deployment: str, site: str, release: str) -> dict[str, str]:

@@ -7,11 +7,12 @@ takes over through the supervisor's swap. A build that fails, or runs past its t
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,14 @@ from activator.builds import publish, sources
 from activator.builds.builder import BuildFailed, build_image, image_labels, image_tag, prune_cache
 from activator.builds.limits import bound_builds
 from activator.builds.queue import BuildQueue
-from activator.builds.recipes import NoRecipe, dockerfile
+from activator.builds.recipes import RECIPES_VERSION, NoRecipe, dockerfile
 from activator.builds.releases import Release, Releases
 from activator.config import Config, SiteConfig
 from activator.errors import SwapFailed
 from activator.interfaces import EventLog
 from activator.model import EventKind
 from activator.supervisor import Supervisor
+from activator.tempfiles import BUILDS
 
 log = logging.getLogger("activator.builds")
 
@@ -36,8 +38,9 @@ Progress = Callable[[dict[str, Any]], None]
 class DeployFailed(Exception):
     """A deploy or rollback that changed nothing live: why, and the build's last lines if it built."""
 
-    def __init__(self, site: str, reason: str, tail: list[str] | None = None) -> None:
+    def __init__(self, site: str, reason: str, tail: list[str] | None = None, *, recorded: bool = False) -> None:
         self.site, self.reason, self.tail = site, reason, tail or []
+        self.recorded = recorded  # its event row is written already
         super().__init__(f"{site}: {reason}")
 
 
@@ -64,11 +67,12 @@ class Deployer:
         self.doing: dict[str, str] = {}  # site -> what its deploy does now (status)
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Release]] = set()
+        self._chores: set[asyncio.Task[None]] = set()  # clean-ups after deploys
 
     def reconfigure(self, config: Config) -> None:
         """The config as reloaded: its sites, and [builds] (a queue's width applies to builds not yet begun)."""
         self.config, self._builds = config, config.builds
-        self.queue.parallel = config.builds.parallel
+        self.queue.resize(config.builds.parallel)
 
     def site(self, name: str) -> SiteConfig:
         found = next((s for s in self.config.sites if s.name == name), None)
@@ -95,17 +99,19 @@ class Deployer:
         return task
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        tasks = [*self._tasks, *self._chores]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def deploy_missing(self) -> None:
         """At startup: every site with a source and no release yet is deployed from it."""
         live = await self._releases.live()
         for site in self.config.sites:
-            if site.source is not None and site.name not in live and not site.image:
+            found = live.get(site.name)
+            if site.source is not None and not site.image and (found is None or found.kind != _release_kind(site)):
                 if await asyncio.to_thread(site.source.is_dir):
-                    self.deploy(site.name, lambda _: None)
+                    self.deploy(site.name, lambda _: None).add_done_callback(retrieved)
                 else:
                     log.warning("site %s: its source %s is not there yet: deploy it once it is", site.name, site.source)
 
@@ -117,15 +123,22 @@ class Deployer:
         lock = self._locks.setdefault(site.name, asyncio.Lock())
         if lock.locked():
             say({"step": "waiting", "why": "another deploy of this site is under way"})
-        async with lock:
-            scratch = Path(tempfile.mkdtemp(prefix=f"build-{site.name}-", dir=self.scratch_dir()))
-            try:
-                return await self._deploy_locked(site, say, folder, archive, scratch, began)
-            finally:
-                self.doing.pop(site.name, None)
-                await asyncio.to_thread(shutil.rmtree, scratch, True)
-                if archive is not None:
-                    await asyncio.to_thread(archive.unlink, True)
+        try:
+            async with lock:
+                scratch = Path(tempfile.mkdtemp(prefix=f"build-{site.name}-", dir=self.scratch_dir()))
+                try:
+                    return await self._deploy_locked(site, say, folder, archive, scratch, began)
+                finally:
+                    self.doing.pop(site.name, None)
+                    await asyncio.to_thread(shutil.rmtree, scratch, True)
+        except DeployFailed as exc:
+            log.warning("site %s: deploy failed: %s", site.name, exc.reason)
+            if not exc.recorded:  # refused before any build (a bad source, a folder not allowed)
+                await self._events.record(site.name, EventKind.BUILD_FAILED, "deploy", detail=exc.reason)
+            raise
+        finally:
+            if archive is not None:
+                await asyncio.to_thread(archive.unlink, True)
 
     async def _deploy_locked(
         self, site: SiteConfig, say: Progress, folder: Path | None, archive: Path | None, scratch: Path, began: float
@@ -148,11 +161,12 @@ class Deployer:
                     )
                 say({"step": "snapshot", "source": str(given)})
                 await asyncio.to_thread(sources.snapshot, given, src, self._builds.max_upload)
-            digest = await asyncio.to_thread(sources.content_hash, src)
+            digest = self._build_key(site, await asyncio.to_thread(sources.content_hash, src))
         except sources.BadSource as exc:
             raise DeployFailed(site.name, str(exc)) from None
         say({"step": "hashed", "source_hash": digest[:12]})
-        history = await self._releases.of(site.name)
+        kind = _release_kind(site)  # a release of the other kind (the site changed kind) is no release of it now
+        history = [r for r in await self._releases.of(site.name) if r.kind == kind]
         live = next((r for r in history if r.live), None)
         if live is not None and live.source_hash == digest:
             say({"step": "unchanged", "release": live.id})
@@ -163,9 +177,17 @@ class Deployer:
             return await self._go_live(site, same, say, EventKind.DEPLOYED)
         release = await self._build(site, src, digest, say)
         done = await self._go_live(site, release, say, EventKind.DEPLOYED)
-        await self._prune(site)
+        self._background(self._prune(site))
         say({"step": "done", "release": done.id, "seconds": round(time.monotonic() - began, 3)})
         return done
+
+    def _build_key(self, site: SiteConfig, content: str) -> str:
+        """What decides a release: its files, and for an image what else the build bakes in (the kind's
+        recipe, the port it sets, the base image), so that a change of those builds anew."""
+        if site.serves_files:
+            return content
+        inputs = f"{content}\n{site.kind}\n{site.port}\n{self._builds.node_image}\n{RECIPES_VERSION}"
+        return hashlib.sha256(inputs.encode()).hexdigest()
 
     async def _build(self, site: SiteConfig, src: Path, digest: str, say: Progress) -> Release:
         self.doing[site.name] = "queued"
@@ -185,7 +207,7 @@ class Deployer:
                 reason = exc.reason if isinstance(exc, BuildFailed) else str(exc)
                 tail = exc.tail if isinstance(exc, BuildFailed) else []
                 await self._events.record(site.name, EventKind.BUILD_FAILED, "deploy", detail=f"{rid}: {reason}")
-                raise DeployFailed(site.name, reason, tail) from None
+                raise DeployFailed(site.name, reason, tail, recorded=True) from None
             seconds = time.monotonic() - began
         await self._events.record(site.name, EventKind.BUILD_DONE, "deploy", seconds * 1000, rid)
         say({"step": "built", "release": rid, "build_seconds": round(seconds, 3)})
@@ -251,17 +273,20 @@ class Deployer:
             await asyncio.to_thread(publish.go_live, self.config.server.user_sites_dir / site.name, release.id)
             how = "files switched"
         else:
-            running = self._supervisor.sites[site.name]
+            running = self._supervisor.sites.get(site.name)
+            if running is None:
+                raise DeployFailed(site.name, "it is no longer in the config (a reload removed it)")
             say({"step": "swap", "release": release.id})
+            artifact = release.artifact
             try:
                 how = await self._supervisor.swapper.swap(
-                    running, replace(running.config, release=release.artifact), "deploy"
+                    running, lambda settings: replace(settings, release=artifact), "deploy"
                 )
             except SwapFailed as exc:
                 await self._events.record(
                     site.name, EventKind.BUILD_FAILED, "swap", detail=f"{release.id}: {exc.reason}"
                 )
-                raise DeployFailed(site.name, f"{release.id} did not take over: {exc.reason}") from None
+                raise DeployFailed(site.name, f"{release.id} did not take over: {exc.reason}", recorded=True) from None
         await self._releases.made_live(site.name, release.n)
         await self._events.record(
             site.name, kind, "deploy" if kind is EventKind.DEPLOYED else "rollback", detail=release.id
@@ -272,8 +297,9 @@ class Deployer:
     async def _rollback(self, site: SiteConfig, progress: Progress) -> Release:
         say = _teller(progress, time.monotonic())
         async with self._locks.setdefault(site.name, asyncio.Lock()):
-            history = await self._releases.of(site.name)
+            history = [r for r in await self._releases.of(site.name) if r.kind == _release_kind(site)]
             live = next((r for r in history if r.live), None)
+            # The release numbered just below the live one (a second rollback goes further back).
             earlier = [r for r in history if not r.removed and (live is None or r.n < live.n)]
             if not earlier:
                 raise DeployFailed(site.name, "there is no earlier release to go back to")
@@ -284,8 +310,16 @@ class Deployer:
 
     # -- clean-up ----------------------------------------------------------------------------------
 
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+
     async def _prune(self, site: SiteConfig) -> None:
-        """Keep the newest keep_releases (and the live one); remove the folders and images of the rest."""
+        """Keep the newest keep_releases (and the live one); remove the folders and images of the rest, once
+        the container the last swap replaced is gone (its image is in use until then)."""
+        if (running := self._supervisor.sites.get(site.name)) is not None:
+            await self._supervisor.swapper.retired(running)
         history = [r for r in await self._releases.of(site.name) if not r.removed]
         for old in [r for r in history[self._builds.keep_releases :] if not r.live]:
             try:
@@ -300,9 +334,23 @@ class Deployer:
 
     def scratch_dir(self) -> Path:
         """Build scratch lives in state_dir/temp/builds (the same file system as user-sites: a rename)."""
-        scratch = self.config.server.temp_dir / "builds"
+        scratch = self.config.server.temp_dir / BUILDS
         scratch.mkdir(parents=True, exist_ok=True)
         return scratch
+
+    def clear_scratch(self) -> None:
+        """At startup, before any deploy: what deploys an earlier activator did not finish left behind."""
+        shutil.rmtree(self.config.server.temp_dir / BUILDS, ignore_errors=True)
+
+
+def retrieved(task: asyncio.Task[Release]) -> None:
+    """A deploy nobody waits for (at startup, after a reload): its failure is logged and recorded already."""
+    if not task.cancelled() and (exc := task.exception()) is not None and not isinstance(exc, DeployFailed):
+        log.error("deploy failed: %r", exc)
+
+
+def _release_kind(site: SiteConfig) -> str:
+    return "files" if site.serves_files else "image"
 
 
 def _made_readable(releases: Path) -> None:

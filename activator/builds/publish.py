@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 from pathlib import Path
 
 import zstandard
@@ -14,13 +15,15 @@ COMPRESSIBLE = frozenset(
     ".html .htm .css .js .mjs .cjs .json .map .svg .txt .xml .md .csv .wasm .ico .webmanifest .ts".split()
 )
 MIN_SIZE = 256  # smaller files gain nothing worth a second file
-ZSTD_LEVEL = 19  # made once per deploy, read at every request: the slow, small end is the right one
+ZSTD_LEVEL = 19  # made once per deploy, read at every request: the slow, small end is the right one ...
+ZSTD_LEVEL_LARGE = 9  # ... up to 1 MiB; beyond, a level that keeps a deploy quick
+MAX_SIZE = 64 << 20  # larger files are served uncompressed (Caddy's encode would compress them per request)
 
 
 def precompress(root: Path) -> tuple[int, int]:
     """Write FILE.gz and FILE.zst beside each compressible file where they are smaller. Returns (files
-    compressed, bytes saved by zstd). Files are made readable by a Caddy that runs as another user."""
-    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    compressed, bytes saved by zstd). Files are made readable by a Caddy that runs as another user. Streamed,
+    a file at a time; larger files get a faster zstd level, and files over MAX_SIZE none (served as they are)."""
     done = saved = 0
     for here, _dirs, files in os.walk(root):
         os.chmod(here, 0o755)
@@ -29,19 +32,22 @@ def precompress(root: Path) -> tuple[int, int]:
             if path.is_symlink():
                 continue
             os.chmod(path, 0o644)
-            if path.suffix.lower() not in COMPRESSIBLE or path.stat().st_size < MIN_SIZE:
+            size = path.stat().st_size
+            if path.suffix.lower() not in COMPRESSIBLE or not MIN_SIZE <= size <= MAX_SIZE:
                 continue
-            data = path.read_bytes()
-            for suffix, packed in (
-                (".gz", gzip.compress(data, compresslevel=9, mtime=0)),
-                (".zst", compressor.compress(data)),
-            ):
-                if len(packed) < len(data):
-                    out = path.with_name(path.name + suffix)
-                    out.write_bytes(packed)
-                    os.chmod(out, 0o644)
-                    if suffix == ".zst":
-                        done, saved = done + 1, saved + len(data) - len(packed)
+            level = ZSTD_LEVEL if size <= 1 << 20 else ZSTD_LEVEL_LARGE
+            gz, zst = path.with_name(path.name + ".gz"), path.with_name(path.name + ".zst")
+            with path.open("rb") as src, gzip.GzipFile(gz, "wb", compresslevel=9, mtime=0) as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            with path.open("rb") as src, zst.open("wb") as out:
+                zstandard.ZstdCompressor(level=level).copy_stream(src, out, size=size)
+            for packed in (gz, zst):
+                if packed.stat().st_size >= size:
+                    packed.unlink()  # no smaller: Caddy serves the file itself
+                else:
+                    os.chmod(packed, 0o644)
+            if zst.exists():
+                done, saved = done + 1, saved + size - zst.stat().st_size
     return done, saved
 
 

@@ -20,6 +20,15 @@ class BuildQueue:
     def waiting(self) -> int:
         return len(self._waiting)
 
+    def resize(self, parallel: int) -> None:
+        """A new width (a reload): more slots go to the builds waiting at once; fewer apply as builds end."""
+        self.parallel = parallel
+        while self.building < self.parallel and self._waiting:
+            turn = self._waiting.pop(0)
+            if not turn.done():
+                self.building += 1
+                turn.set_result(None)
+
     @asynccontextmanager
     async def slot(self, told: Callable[[int], None]) -> AsyncIterator[None]:
         """Hold a build slot for the block; `told(place)` is called while waiting (1: next)."""

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from activator.model import Kind
 
+RECIPES_VERSION = "1"  # part of every image release's build key: a change of the recipes builds anew
+
 
 class NoRecipe(Exception):
     """The source cannot be built as its kind says (the reason says what is missing)."""

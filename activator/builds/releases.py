@@ -72,6 +72,7 @@ class Releases:
             return [_release(row) for row in await cur.fetchall()]
 
     async def live(self) -> dict[str, Release]:
+        """Each site's live release (of whichever kind: a caller that cares checks it)."""
         async with self._db.execute(f"SELECT {_COLUMNS} FROM releases WHERE live = 1") as cur:
             return {r.site: r for r in map(_release, await cur.fetchall())}
 

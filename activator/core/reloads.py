@@ -77,5 +77,6 @@ def plan(old: Config, new: Config) -> ReloadPlan:
 
 
 def keep_release(running: SiteConfig, new: SiteConfig) -> SiteConfig:
-    """The new settings, with the release the site runs (built from a source the change kept)."""
-    return replace(new, release=running.release) if running.source == new.source and not new.image else new
+    """The new settings, with the release the site runs unless the new settings name an image (a new source
+    keeps the old release serving until a deploy from it goes live)."""
+    return new if new.image else replace(new, release=running.release)

@@ -24,3 +24,8 @@ def network_name(deployment: str) -> str:
 def staging_name(name: str) -> str:
     """A release's container (or holder) while it starts beside the live one; renamed once the old is gone."""
     return f"{name}.next"
+
+
+def retired_name(name: str) -> str:
+    """An old container (or holder) that a swap replaced, while it finishes what it serves."""
+    return f"{name}.old"

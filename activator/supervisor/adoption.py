@@ -9,14 +9,15 @@ from collections.abc import Mapping
 from activator.errors import SiteUnavailable
 from activator.interfaces import ContainerRuntime
 from activator.model import EventKind, Network
-from activator.runtime.labels import staging_name
+from activator.runtime.labels import retired_name, staging_name
 from activator.supervisor.containers import Containers
 from activator.supervisor.holders import Holders
 from activator.supervisor.lifecycle import Lifecycle
 from activator.supervisor.site import Site
 
 log = logging.getLogger("activator.supervisor")
-STAGED = staging_name("")  # the suffix of a deploy's container (or holder) while it starts beside the live one
+# A swap's new container before it took the site's name, or the old one it replaced (the live one has the name).
+LEFT_BY_SWAPS = (staging_name(""), retired_name(""))
 
 ADOPT_CONCURRENCY = 8  # creating and starting holders takes the engine a tenth of a second each
 
@@ -32,7 +33,7 @@ async def adopt(
     await runtime.ensure_network()  # first: every holder and plain site is made on it
     for found in await runtime.list_deployment():
         site = sites.get(found.site)
-        staged = found.name.endswith(STAGED)  # a deploy's swap that the activator's end cut short
+        staged = found.name.endswith(LEFT_BY_SWAPS)  # a swap that the activator's end cut short
         if site is None or staged or (found.role == "holder" and site.config.network is not Network.HOLDER):
             why = "left the config" if site is None else "was a swap cut short" if staged else "has network = plain"
             log.warning("removing %s %s: site %r %s", found.role, found.id[:12], found.site, why)
@@ -82,6 +83,9 @@ async def _adopt(
         await containers.stop_stranded(site, found)
         found = await runtime.find(cfg)
     if found is None:
+        if not cfg.run_image:
+            log.info("site %s: no release yet: its container is made when it is deployed", cfg.name)
+            return
         await containers.create(site, holder.id if holder else None, "startup")
         return
     lifecycle.container(site, found.id, Holders.joined(found))

@@ -61,7 +61,7 @@ class Drainer:
                     self._lifecycle.keep(site, "Caddy's route could not be switched to the activator")
                     return False
                 step = "wait"
-                if not await self._open_work_ended(site, began + cfg.drain_timeout) and self._alive(site):
+                if not await self.open_work_ended(site, began + cfg.drain_timeout) and self._alive(site):
                     self._lifecycle.keep(site, "a request arrived while it drained")
                     return False
             elif site.demand.waiting:  # a request came for the paused site: it wakes it, rather than lose it
@@ -90,7 +90,7 @@ class Drainer:
             log.warning("site %s: its drain failed at the %s: %r", cfg.name, step, exc)
             return await self._failed(site, step, paused)
 
-    async def _open_work_ended(self, site: Site, deadline: float) -> bool:
+    async def open_work_ended(self, site: Site, deadline: float) -> bool:
         """Wait until nothing is open to the container (at most until the deadline). False if a request
         arrived meanwhile: the site is to be kept."""
         while (open_now := site.open_requests(await self._router.in_flight())) > 0 and not site.demand.waiting:

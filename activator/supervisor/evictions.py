@@ -39,6 +39,7 @@ class Evictor:
         self._config, self._sites, self._router = config, sites, router
         self._holders, self._drainer, self._lifecycle, self._work = holders, drainer, lifecycle, work
         self._last_activity = last_activity
+        self._reserved: dict[str, int] = {}  # a swap's second container, by site, until it is over
 
     def reconfigure(self, config: Config) -> None:
         """The budget as a reload left it."""
@@ -67,9 +68,17 @@ class Evictor:
         return sum(1 for stopped in done if stopped is True)
 
     def used(self, but: Site | None = None) -> int:
-        """The memory limits of the sites that hold memory (but one), plus what the holders use."""
+        """The memory limits of the sites that hold memory (but one), plus what the holders use, plus what
+        swaps under way have reserved."""
         limits = sum(s.config.memory_limit for s in self._sites.values() if s.holds_memory and s is not but)
-        return limits + self._holders.memory()
+        return limits + self._holders.memory() + sum(self._reserved.values())
+
+    def reserve(self, site: Site, size: int) -> None:
+        """Count `size` more for the site until release(): its second container, while a swap runs."""
+        self._reserved[site.name] = size
+
+    def release(self, site: Site) -> None:
+        self._reserved.pop(site.name, None)
 
     async def make_room(self, site: Site, extra: int = 0) -> None:
         """Before a start: the limits of everything that holds memory, plus this site's, must fit the budget.
@@ -79,6 +88,8 @@ class Evictor:
         for _ in range(PLANS):
             used = self.used(but=site)
             if used + need <= budget:
+                if extra:
+                    self.reserve(site, extra)  # at once: no other start is admitted on the same room
                 return
             # Holders always run: what they use comes off the top.
             holders = self._holders.memory()

@@ -51,6 +51,13 @@ class HolderRecovery:
         log.warning("site %s: its network holder %s died", site.name, lost.id[:12])
         self._lifecycle.record(site, EventKind.HOLDER_DIED, "engine", detail=lost.id[:12])
         site.run.interrupt()  # a start or wake probing through it: fail that probe now; it starts again
+        if site.state is SiteState.RUNNING and (swap := self._work.transition(site)) is not None:
+            # A swap is staging the site's next container in a holder of its own: once it has taken over, the
+            # dead holder is nobody's; if it did not, the site is recovered as usual.
+            with suppress(Exception):
+                await asyncio.shield(swap)
+            if self._holders.current(site) is not None:
+                return
         if self._recovering(site):
             return
         # Starting or draining: what is under way deals with the container first (a start brings the holder

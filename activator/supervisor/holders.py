@@ -70,8 +70,8 @@ class Holders:
         """The site's running holder: adopted, restarted or created as need be, once however many ask."""
         assert site.config.network is Network.HOLDER
         slot = self._slot(site)
-        if slot.holder is not None and slot.holder.running:
-            return slot.holder
+        if slot.holder is not None and slot.holder.running and slot.holder.publishes in (None, site.config.port):
+            return slot.holder  # (one that publishes another port, the site's before a reload, is made anew below)
         if slot.bringing_up is None:
             slot.bringing_up = self._work.spawn(self._bring_up(site, slot))
         # shield: one asker giving up must not cancel what the others wait on.
@@ -123,6 +123,10 @@ class Holders:
         if found.host_port is None:  # adopted while paused: inspect again for its port
             found = await self._runtime.find_holder(cfg) or found
         return found
+
+    async def measure(self, holder: Container) -> int:
+        """What a holder uses now (its cgroup), for the budget."""
+        return await self._measure(holder.id) or 0
 
     def swapped(self, site: Site, holder: Container, used: int) -> Container | None:
         """A deploy's holder (made beside the old one) is now the site's; returns the old one, to remove."""

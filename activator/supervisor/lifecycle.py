@@ -184,8 +184,15 @@ class Lifecycle:
             site._host_port, site._up_since = port, self._clock.monotonic()  # a fresh idle window
             self._routes.want(site.name, port if running else None)
 
-    def configured(self, site: Site, config: SiteConfig) -> None:
-        """Its settings change (a deploy's new image): the next container made for it uses them."""
+    def configured(self, site: Site, config: SiteConfig, cause: str) -> None:
+        """Its settings change (a deploy's new image, a reload): the next container made for it uses them."""
+        if config != site.config:
+            log.info(
+                "site %s: new settings (%s)%s",
+                site.name,
+                cause,
+                f": image {config.run_image}" if config.run_image != site.config.run_image else "",
+            )
         site._site_config = config
 
     def swapped(self, site: Site, container_id: str, joined: str | None, port: int, cause: str) -> bool:
@@ -195,6 +202,7 @@ class Lifecycle:
             return False
         site._container_id, site._joined, site._host_port = container_id, joined, port
         site._up_since = self._clock.monotonic()
+        site.run.renewed()  # what the engine said of the old container's run is not the new one's
         self._routes.want(site.name, port)
         log.info("site %s: now served by container %s on port %d (%s)", site.name, container_id[:12], port, cause)
         self._tell(site, Event.SWAPPED)

@@ -42,6 +42,8 @@ class Routes:
     # -- what is wanted, and what is -----------------------------------------------------------
 
     def want(self, site: str, host_port: int | None) -> None:
+        if site not in self._wanted:
+            return  # removed from the config (a reload): a late change of its record routes nothing
         self._wanted[site] = host_port
         self._changed.set()
         self._bump()

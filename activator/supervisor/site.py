@@ -136,6 +136,10 @@ class RunWatch:
         """The engine reported the current run's death: there is no app behind its port."""
         return self._ended
 
+    def renewed(self) -> None:
+        """Another container took the site over (a swap): it runs, nobody signalled it, it has not died."""
+        self._started, self._killed, self._oom, self._ended = True, False, False, False
+
     def watching(self) -> asyncio.Future[Exit]:
         assert self._exited is not None, "arm() first"
         return self._exited

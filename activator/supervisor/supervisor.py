@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from activator.config import Config, SiteConfig
 from activator.core.hosts import HostTable
 from activator.core.policy import Action
+from activator.core.reloads import keep_release
 from activator.errors import QueueFull, SiteFailing, SiteUnavailable, StartTimeout
 from activator.interfaces import Clock, ContainerRuntime, EventLog, Prober, Router
 from activator.metrics import WAITING
@@ -166,10 +167,7 @@ class Supervisor:
         site = self.sites[name]
         self.keeper.forget(site)
         for _ in range(ACQUIRE_ROUNDS):
-            under_way = self.work.transition(site) or self.work.drain(site)
-            if under_way is not None:
-                with suppress(Exception):
-                    await asyncio.shield(under_way)
+            await self.work.settled(site)
             if site.state in (SiteState.RUNNING, SiteState.PAUSED):
                 drain = self.drainer.begin(site, Action.STOP, "config", "removed from the config")
                 if drain is not None:
@@ -189,10 +187,11 @@ class Supervisor:
                     await self._runtime.remove(found.id)
         await self.lifecycle.record(name, EventKind.REMOVED, "config", detail="removed from the config")
 
-    def retune(self, config: SiteConfig) -> None:
-        """New settings that keep the site's container (timeouts, strategy, hosts, limits of Caddy's side)."""
+    async def retune(self, config: SiteConfig) -> None:
+        """New settings that keep the site's container (timeouts, strategy, hosts, limits of Caddy's side), with
+        the release it runs; applied after any swap of the site under way."""
         site = self.sites[config.name]
-        self.lifecycle.configured(site, config)
+        await self.swapper.retune(site, lambda now: keep_release(now, config), "reload")
         if config.strategy is Strategy.PERSISTENT and site.state is SiteState.STOPPED:
             self.keeper.keep_up(site, "persistent")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from contextlib import suppress
 from typing import Any, TypeVar
 
 from activator.errors import SiteUnavailable
@@ -37,6 +38,15 @@ class Work:
     def busy(self, site: Site) -> bool:
         """Starting, waking, recovering, draining, or holding requests: not to be paused, stopped or evicted."""
         return site.name in self._transitions or site.name in self._drains or site.demand.waiting > 0
+
+    async def settled(self, site: Site, rounds: int = 20) -> None:
+        """Wait until no transition or drain of the site is under way (each may begin another: a few rounds)."""
+        for _ in range(rounds):
+            under_way = self.transition(site) or self.drain(site)
+            if under_way is None:
+                return
+            with suppress(Exception):
+                await asyncio.shield(under_way)
 
     def begin_transition(self, site: Site, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         return _begin(self._transitions, site, work)

@@ -176,7 +176,8 @@ async def _switch(d: Deployment, switches: int, limit: float, reload: bool) -> f
 # -- 1: new connections --------------------------------------------------------------------------------------
 
 
-def _kind(exc: BaseException) -> str:
+def failure_kind(exc: BaseException) -> str:
+    """What a failed request met, in a few words (shared by the scenarios that count failures)."""
     if isinstance(exc, aiohttp.ClientConnectorError):
         # A connection queued on a listener that the reload closed is reset: mostly seen by connect already.
         return f"connect failed ({errno.errorcode.get(exc.os_error.errno or 0, str(exc.os_error))})"
@@ -207,7 +208,7 @@ async def _new_connections(d: Deployment, plan: Plan, out: Outcome, reload: bool
                         if r.status != 200:
                             out.failures[f"HTTP {r.status}"] += 1
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                    out.failures[_kind(exc)] += 1
+                    out.failures[failure_kind(exc)] += 1
 
         # Half of the clients ask with GET, half with HEAD: both are answered by nginx's static page.
         tasks = [asyncio.create_task(client("GET" if i % 2 else "HEAD")) for i in range(plan.clients)]

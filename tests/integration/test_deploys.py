@@ -152,7 +152,8 @@ async def test_an_app_is_swapped_under_steady_traffic_without_a_failed_request(d
     await d.wait_routed("app")
     old = d.container("app").id
 
-    app_source(src, "v2")
+    # The new release's build prints the cgroup its step runs in: the one dialup bounds.
+    app_source(src, "v2", extra=f'RUN ["/bin/busybox", "sh", "-c", "cat /proc/self/cgroup; echo {d.name}"]\n')
     seen: dict[str, int] = {}
     failures: list[str] = []
     stop = asyncio.Event()
@@ -171,7 +172,7 @@ async def test_an_app_is_swapped_under_steady_traffic_without_a_failed_request(d
 
     clients = [asyncio.ensure_future(client()) for _ in range(4)]
     try:
-        done = await asyncio.to_thread(d.command, "deploy", "app")
+        done = await asyncio.to_thread(d.command, "deploy", "app", "--output")
         assert done.returncode == 0, done.stdout + done.stderr
         await until(lambda: seen.get("v2", 0) >= 50, 10, "requests answered by the new release")
     finally:
@@ -179,19 +180,27 @@ async def test_an_app_is_swapped_under_steady_traffic_without_a_failed_request(d
         await asyncio.gather(*clients)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "cache detail=Total reclaimed space" in done.stdout  # the build cache trimmed to [builds] cache
+    assert any(":/docker/buildkit/" in line for line in done.stdout.splitlines() if "cpu" in line), done.stdout
     assert failures == [], failures[:5]
     assert seen.get("v1", 0) > 0 and seen["v2"] >= 50
     # The new container took the site's names; the old one and its holder are gone; nothing staged is left.
     now = d.container("app")
     assert now.id != old and now.status == "running"
     assert d.holder("app").status == "running"
-    names = {c.name for c in d.client.containers.list(all=True, filters={"label": f"dialup.deployment={d.name}"})}
-    assert names == {f"dialup-{d.name}-app", f"dialup-{d.name}-app.holder"}
+
+    def names() -> set[str]:
+        return {c.name for c in d.client.containers.list(all=True, filters={"label": f"dialup.deployment={d.name}"})}
+
+    # The old ones (named .old since the switch) finish what they serve, then go.
+    await until(lambda: names() == {f"dialup-{d.name}-app", f"dialup-{d.name}-app.holder"}, 15, "the old to go")
     assert (await d.status())["app"]["state"] == "running"
+
     # keep_releases = 1: the old release's image is gone, the new one's is there, labelled with its release.
-    tags = [t for image in d.client.images.list(filters={"label": f"dialup.deployment={d.name}"}) for t in image.tags]
-    assert tags == [f"dialup-{d.name}-app:r2"]
-    assert d.client.images.get(tags[0]).labels["dialup.release"] == "r2"
+    def tags() -> list[str]:
+        return [t for i in d.client.images.list(filters={"label": f"dialup.deployment={d.name}"}) for t in i.tags]
+
+    await until(lambda: tags() == [f"dialup-{d.name}-app:r2"], 15, "the old release's image to go")
+    assert d.client.images.get(tags()[0]).labels["dialup.release"] == "r2"
 
 
 async def test_failed_and_timed_out_builds_leave_the_live_release_serving_and_say_why(deploy: Any) -> None:

@@ -59,6 +59,15 @@ async def test_reload_adds_changes_and_removes_sites_and_refuses_a_bad_file(
     assert retuned.returncode == 0 and "changed: c (settings)" in retuned.stdout, retuned.stdout + retuned.stderr
     assert d.container("c").id == c_before and (await d.admin_json("/status"))["budget"]["total"] == 1 << 30
 
+    # A change that fails (the new container exits at once) is named, leaves the site as it was, and is tried
+    # again by the next reload.
+    broken = [site("a", memory="96MiB", image=images["broken"]), site("c", idle_timeout="9m")]
+    d.config_path.write_text(d.render(broken, **settings))
+    for _ in range(2):
+        failed = await asyncio.to_thread(d.command, "reload")
+        assert failed.returncode == 1 and "a: not applied" in failed.stderr, failed.stdout + failed.stderr
+        assert await status_of(d, "a.localhost") == 200 and d.container("a").id == a_now.id
+
     sites = [site("a", memory="96MiB"), site("c", idle_timeout="9m"), site("e")]
     d.config_path.write_text(d.render(sites, **settings))
     assert d.proc is not None
@@ -68,3 +77,22 @@ async def test_reload_adds_changes_and_removes_sites_and_refuses_a_bad_file(
         return await status_of(d, "e.localhost") == 200
 
     await until(e_answers, 20, "site e, added by SIGHUP, to answer")
+
+
+async def test_reload_deploys_a_static_sites_new_source(deploy: Any) -> None:
+    site = {"name": "docs", "hosts": ["docs.localhost"], "source": "sources/one"}
+    d: Deployment = await deploy([site], start=False, builds={"source_roots": ["sources"]})
+    for name, text in (("one", "first folder"), ("two", "second folder")):
+        (d.dir / "sources" / name).mkdir(parents=True)
+        (d.dir / "sources" / name / "index.html").write_text(text)
+    await d.start()
+
+    async def serves(text: str) -> bool:
+        async with aiohttp.ClientSession() as s, s.get(d.url, headers={"Host": "docs.localhost"}) as r:
+            return r.status == 200 and (await r.text()) == text
+
+    await until(lambda: serves("first folder"), 30, "the first folder to be published")
+    d.config_path.write_text(d.render([{**site, "source": "sources/two"}], **d.server))
+    done = await asyncio.to_thread(d.command, "reload")
+    assert done.returncode == 0 and "docs (files; deploying its new source)" in done.stdout, done.stdout
+    await until(lambda: serves("second folder"), 30, "the new folder to be published")

@@ -59,9 +59,11 @@ def test_a_snapshot_refuses_links_out_of_the_source_and_sources_too_large(tmp_pa
     with pytest.raises(sources.BadSource, match="outside the source"):
         sources.snapshot(src, tmp_path / "bad2", 10 * MiB)
     (src / "up").unlink()
-    (src / "big.bin").write_bytes(b"x" * 2048)
-    with pytest.raises(sources.BadSource, match="larger than"):
+    with open(src / "big.bin", "wb") as sparse:  # 1 GiB that takes no room: refused before a byte is copied
+        sparse.truncate(1 << 30)
+    with pytest.raises(sources.BadSource, match="larger than the limit"):
         sources.snapshot(src, tmp_path / "big", 1024)
+    assert not (tmp_path / "big" / "big.bin").exists()
 
 
 def _tar(path: Path, members: list[tarfile.TarInfo], data: bytes = b"x") -> Path:
@@ -80,9 +82,15 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", size: int 
 @pytest.mark.parametrize(
     ("member", "problem"),
     [
-        (_member("../escape"), "refused"),
-        (_member("link", tarfile.SYMTYPE, "/etc/passwd"), "refused"),
-        (_member("dev", tarfile.CHRTYPE), "refused"),
+        (_member("../escape"), r"leads out of the archive's folder"),
+        (_member("a/../../escape"), r"leads out of the archive's folder"),
+        (_member("/etc/cron.d/x"), r"is an absolute path"),
+        (_member("link", tarfile.SYMTYPE, "/etc/passwd"), r"not a file or a folder \(links are not taken\)"),
+        (_member("link", tarfile.SYMTYPE, "inside"), r"links are not taken"),
+        (_member("hard", tarfile.LNKTYPE, "../../etc/passwd"), r"links are not taken"),
+        (_member("dev", tarfile.CHRTYPE), r"not a file or a folder"),
+        (_member("fifo", tarfile.FIFOTYPE), r"not a file or a folder"),
+        (_member("a\\b"), r"backslash"),
     ],
 )
 def test_an_upload_cannot_write_outside_its_folder(tmp_path: Path, member: tarfile.TarInfo, problem: str) -> None:
@@ -92,15 +100,33 @@ def test_an_upload_cannot_write_outside_its_folder(tmp_path: Path, member: tarfi
     assert not (tmp_path / "escape").exists()
 
 
-def test_an_absolute_path_in_an_upload_lands_beneath_its_folder(tmp_path: Path) -> None:
-    sources.unpack(_tar(tmp_path / "a.tar.gz", [_member("/etc/dialup-test-x")]), tmp_path / "out", MiB)
-    assert (tmp_path / "out" / "etc" / "dialup-test-x").exists() and not Path("/etc/dialup-test-x").exists()
+def test_an_upload_cannot_lead_a_file_through_a_link_it_planted(tmp_path: Path) -> None:
+    # The shape of CVE-2025-4517's archives: a link first, then a file written through it. Links are refused.
+    archive = _tar(tmp_path / "a.tar.gz", [_member("d", tarfile.SYMTYPE, ".."), _member("d/pwned")])
+    with pytest.raises(sources.BadSource, match="links are not taken"):
+        sources.unpack(archive, tmp_path / "out", MiB)
+    assert not (tmp_path / "pwned").exists()
+    os.symlink(tmp_path, tmp_path / "out" / "planted")  # a link already there (not from the archive)
+    archive = _tar(tmp_path / "b.tar.gz", [_member("planted/pwned2")])
+    with pytest.raises(sources.BadSource, match="planted"):
+        sources.unpack(archive, tmp_path / "out", MiB)
+    assert not (tmp_path / "pwned2").exists()
+
+
+def test_an_upload_with_a_file_twice_is_refused(tmp_path: Path) -> None:
+    archive = _tar(tmp_path / "a.tar.gz", [_member("index.html"), _member("index.html")])
+    with pytest.raises(sources.BadSource, match="appears twice"):
+        sources.unpack(archive, tmp_path / "out", MiB)
 
 
 def test_an_upload_is_bounded_and_must_be_a_tarball(tmp_path: Path) -> None:
     big = _tar(tmp_path / "big.tar.gz", [_member("a.bin", size=4096)], b"x" * 4096)
     with pytest.raises(sources.BadSource, match="unpacks to more than"):
         sources.unpack(big, tmp_path / "out", 1024)
+    many = _tar(tmp_path / "many.tar.gz", [_member(f"f{i}", size=0) for i in range(12)], b"")
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(sources.BadSource, match="more than 10 entries"):
+        patch.setattr(sources, "MAX_FILES", 10)
+        sources.unpack(many, tmp_path / "out3", MiB)
     junk = tmp_path / "junk.tar.gz"
     junk.write_bytes(b"not a tarball")
     with pytest.raises(sources.BadSource, match=r"not a readable tar\.gz"):
@@ -216,7 +242,7 @@ def test_a_file_swapped_for_a_symlink_during_the_copy_is_refused_not_followed(tm
     fd = os.open(src, os.O_RDONLY)
     try:
         with pytest.raises(sources.BadSource, match=r"index\.html cannot be read"):
-            sources._copy_file("index.html", fd, tmp_path / "out.html", Path("index.html"))
+            sources._copy_file("index.html", fd, tmp_path / "out.html", Path("index.html"), MiB)
     finally:
         os.close(fd)
     assert not (tmp_path / "out.html").exists()
@@ -227,3 +253,13 @@ def test_a_source_reached_through_a_symlink_is_copied(tmp_path: Path) -> None:
     os.symlink(real, tmp_path / "link")
     sources.snapshot(tmp_path / "link", tmp_path / "snap", MiB)
     assert (tmp_path / "snap" / "index.html").read_text() == "hi"
+
+
+def test_the_storage_response_leaves_builds_under_way_alone(tmp_path: Path) -> None:
+    from activator.tempfiles import clean_temp
+
+    old = tree(tmp_path / "temp", {"stale.log": "x", "builds/build-blog-1/src/index.html": "from 2019"})
+    for path in (old / "stale.log", old / "builds/build-blog-1/src/index.html"):
+        os.utime(path, (1, 1))  # an upload's files keep their archive's times
+    assert clean_temp(old, now=10 * 86400.0) == (1, 1)
+    assert (old / "builds/build-blog-1/src/index.html").exists() and not (old / "stale.log").exists()

@@ -49,4 +49,6 @@ def test_a_change_of_a_section_read_only_at_startup_needs_a_restart() -> None:
 def test_a_site_built_from_source_keeps_its_release_across_a_change_of_settings() -> None:
     running = replace(A, image="", source=Path("/srv/a"), kind=A.kind, release="dialup-x-a:r3")
     assert keep_release(running, replace(running, release="", idle_timeout=9.0)).release == "dialup-x-a:r3"
-    assert keep_release(running, replace(running, release="", source=Path("/srv/b"))).release == ""
+    # A new source keeps the old release serving until a deploy from it; an image named instead replaces it.
+    assert keep_release(running, replace(running, release="", source=Path("/srv/b"))).release == "dialup-x-a:r3"
+    assert keep_release(running, replace(running, release="", source=None, image="a:9")).run_image == "a:9"

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from activator.core.policy import Action
-from activator.errors import SwapFailed
+from activator.errors import BudgetFull, SwapFailed
 from activator.model import Network, SiteState
 from activator.testing.clock import settle
 from activator.testing.rig import Rig, site_config
@@ -22,8 +22,7 @@ RUNNING, STOPPED = SiteState.RUNNING, SiteState.STOPPED
 
 
 def swap(r: Rig, name: str, image: str) -> asyncio.Task[str]:
-    site = r[name]
-    return asyncio.ensure_future(r.sup.swapper.swap(site, replace(site.config, release=image), "deploy"))
+    return asyncio.ensure_future(r.sup.swapper.swap(r[name], lambda now: replace(now, release=image), "deploy"))
 
 
 @pytest.mark.parametrize("network", [Network.HOLDER, Network.PLAIN])
@@ -45,12 +44,12 @@ async def test_a_running_site_is_swapped_beside_its_old_container_which_drains_f
     await r.clock.run_until(lambda: r.routed_to("a") != old_port)
     new_port = r.routed_to("a")
     assert new_port is not None and r["a"].host_port == new_port and r["a"].state is RUNNING
-    await r.clock.advance(2.0)
-    assert old.status == "running"  # a request is still open: the old container waits for it
-    held.set()
     await r.clock.run_until(task.done)
-    assert task.result() == "swapped"
-    assert old.id not in r.runtime.containers  # stopped and removed
+    assert task.result() == "swapped"  # the new one serves: the deploy is done, the old one drains behind it
+    await r.clock.advance(2.0)
+    assert old.status == "running" and old.name == "dialup-fake-a.old"  # a request is still open on it
+    held.set()
+    await r.clock.run_until(lambda: old.id not in r.runtime.containers)  # stopped and removed
     now = container(r, "a")  # the new container has the site's name now
     assert now.id == r["a"].container_id and now.image == "a:2" and now.status == "running"
     if network is Network.HOLDER:
@@ -151,3 +150,52 @@ async def test_a_swap_that_cannot_fit_even_by_evicting_fails_and_the_old_one_ser
     with pytest.raises(SwapFailed, match="memory budget"):
         task.result()
     assert r.routed_to("a") == port and r["a"].state is RUNNING and "refused" in r.events.kinds("a")
+
+
+async def test_the_old_holder_dying_during_the_swap_leaves_the_site_on_the_new_one(rig: MakeRig) -> None:
+    r = await rig(site_config("a"))
+    await running(r, "a")
+    old_holder = holder(r, "a")
+    r.runtime.apps["a:2"] = App(ready_after=1.0)
+    task = swap(r, "a", "a:2")
+    await r.clock.advance(0.3)
+    r.runtime.stop_from_outside("a", role="holder")  # the old holder, while the new container is probed
+    await r.clock.run_until(task.done)
+    assert task.result() == "swapped"
+    await r.clock.run_until(lambda: old_holder.id not in r.runtime.containers)
+    assert r["a"].state is RUNNING and holder(r, "a").status == "running" and r["a"].joined == holder(r, "a").id
+    assert await r.answer("a") == r["a"].host_port
+    assert "not_allowed" not in r.events.kinds()
+
+
+async def test_while_two_containers_run_the_budget_counts_both(rig: MakeRig) -> None:
+    # 180 MiB: a (64 MiB) and its second container (64 MiB) fit; b (64 MiB) does not fit beside them.
+    r = await rig(site_config("a"), site_config("b"), budget=180 * 1024 * 1024)
+    await running(r, "a")
+    r.runtime.apps["a:2"] = App(ready_after=2.0)
+    held = asyncio.Event()
+    open_request = r.request("a", hold=held)  # open on the old container: it drains after the switch
+    task = swap(r, "a", "a:2")
+    await r.clock.advance(0.5)
+    assert isinstance(await r.answer("b", limit=1.0), BudgetFull)  # a is busy swapping: nothing to evict
+    await r.clock.run_until(task.done)
+    await r.clock.advance(0.1)
+    assert isinstance(await r.answer("b", limit=1.0), BudgetFull)  # the old one still counts while it drains
+    held.set()
+    await r.clock.run_until(open_request.done)
+    await r.clock.run_until(lambda: len([c for c in r.runtime.containers.values() if c.site == "a"]) == 2)
+    assert isinstance(await r.answer("b"), int)  # the old container is gone: room for b
+
+
+async def test_two_swaps_of_one_site_run_one_after_the_other_each_from_the_settings_before_it(rig: MakeRig) -> None:
+    r = await rig(site_config("a"))
+    await running(r, "a")
+    r.runtime.apps["a:2"] = App(ready_after=1.0)
+    first = swap(r, "a", "a:2")
+    second = asyncio.ensure_future(
+        r.sup.swapper.swap(r["a"], lambda now: replace(now, memory=96 << 20), "reload")  # a reload's change
+    )
+    await r.clock.run_until(lambda: first.done() and second.done())
+    assert first.result() == "swapped" and second.result() == "swapped"
+    # The second began from what the first left: the release of the first, with the memory of the second.
+    assert container(r, "a").image == "a:2" and r["a"].config.memory_limit == 96 << 20

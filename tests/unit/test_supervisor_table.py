@@ -126,10 +126,10 @@ async def tour(rig: MakeRig) -> None:
 
     # a again: a deploy's swap of the running site, then one during which the old container dies.
     await running(r, "a")
-    swapped = asyncio.ensure_future(r.sup.swapper.swap(r["a"], replace(r["a"].config, release="a:2"), "deploy"))
+    swapped = asyncio.ensure_future(r.sup.swapper.swap(r["a"], lambda now: replace(now, release="a:2"), "deploy"))
     await r.clock.run_until(swapped.done)
     r.runtime.apps["a:3"] = App(ready_after=1.0)
-    swapped = asyncio.ensure_future(r.sup.swapper.swap(r["a"], replace(r["a"].config, release="a:3"), "deploy"))
+    swapped = asyncio.ensure_future(r.sup.swapper.swap(r["a"], lambda now: replace(now, release="a:3"), "deploy"))
     await r.clock.advance(0.3)
     r.runtime.crash("a")
     await r.clock.run_until(swapped.done)
