@@ -92,7 +92,7 @@ class Deployer:
     def rollback(self, name: str, progress: Progress) -> asyncio.Task[Release]:
         return self._spawn(self._rollback(self.site(name), progress))
 
-    def _spawn(self, work: Any) -> asyncio.Task[Release]:
+    def _spawn(self, work: Coroutine[Any, Any, Release]) -> asyncio.Task[Release]:
         task: asyncio.Task[Release] = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import shutil
@@ -188,6 +189,12 @@ class Deployment:
 
         await until(routed, 10, f"Caddy's route for {site} to switch to its container")
 
+    def container_names(self) -> set[str]:
+        """The names of this deployment's containers, from one listing (no inspect of each: one removed meanwhile
+        would fail it)."""
+        found = self.client.api.containers(all=True, filters={"label": f"{LABEL}={self.name}"})
+        return {name.lstrip("/") for c in found for name in c["Names"]}
+
     def container(self, site: str) -> Any:
         return self.client.containers.get(f"dialup-{self.name}-{site}")
 
@@ -239,8 +246,9 @@ class Deployment:
                 os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
             except (ProcessLookupError, ValueError):
                 pass
-        for c in self.client.containers.list(all=True, filters={"label": f"{LABEL}={self.name}"}):
-            c.remove(force=True)
+        for c in self.client.api.containers(all=True, filters={"label": f"{LABEL}={self.name}"}):
+            with contextlib.suppress(docker.errors.NotFound):  # a swap's old container may be going meanwhile
+                self.client.api.remove_container(c["Id"], force=True)
         for image in self.client.images.list(filters={"label": f"{LABEL}={self.name}"}):  # its builds' images
             self.client.images.remove(image.id, force=True)
         remove_networks(self.client, {self.name})

@@ -100,7 +100,7 @@ async def test_a_static_site_from_source_is_published_as_files_then_redeployed_r
     assert int(headers["content-length"]) < 300  # 1,214 bytes of HTML, sent as its zstd copy
     status, plain, _ = await get(d, "blog.localhost", **{"Accept-Encoding": "identity"})
     assert plain == body
-    assert not d.client.containers.list(all=True, filters={"label": f"dialup.deployment={d.name}"})  # no container
+    assert d.container_names() == set()  # no container
     row = (await d.status())["blog"]
     assert row["state"] == "files" and row["memory_limit"] == 0 and row["release"] == "r1"
     assert (await d.admin_json("/status"))["budget"]["used"] == 0
@@ -188,11 +188,9 @@ async def test_an_app_is_swapped_under_steady_traffic_without_a_failed_request(d
     assert now.id != old and now.status == "running"
     assert d.holder("app").status == "running"
 
-    def names() -> set[str]:
-        return {c.name for c in d.client.containers.list(all=True, filters={"label": f"dialup.deployment={d.name}"})}
-
     # The old ones (named .old since the switch) finish what they serve, then go.
-    await until(lambda: names() == {f"dialup-{d.name}-app", f"dialup-{d.name}-app.holder"}, 15, "the old to go")
+    wanted = {f"dialup-{d.name}-app", f"dialup-{d.name}-app.holder"}
+    await until(lambda: d.container_names() == wanted, 15, "the old to go")
     assert (await d.status())["app"]["state"] == "running"
 
     # keep_releases = 1: the old release's image is gone, the new one's is there, labelled with its release.

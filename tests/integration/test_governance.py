@@ -215,8 +215,8 @@ async def test_storage_warning_deletes_only_the_projects_own_old_files_and_unuse
         [site("web", images["static"])], start=False, monitor_interval="200ms", thresholds={"storage_warning": 0.1}
     )
     temp = d.dir / "state" / "temp"
-    (temp / "builds").mkdir(parents=True)
-    old, fresh, outside = temp / "builds" / "old.tar", temp / "fresh.tar", d.dir / "state" / "keep.tar"
+    (temp / "uploads").mkdir(parents=True)  # (temp/builds is the deploys' own: cleared at startup, else left)
+    old, fresh, outside = temp / "uploads" / "old.tar", temp / "fresh.tar", d.dir / "state" / "keep.tar"
     for path in (old, fresh, outside):
         path.write_bytes(b"x" * 1000)
     two_days_ago = time.time() - 2 * 86400
@@ -224,6 +224,10 @@ async def test_storage_warning_deletes_only_the_projects_own_old_files_and_unuse
         os.utime(path, (two_days_ago, two_days_ago))
     ours = _image(docker_client, tmp_path / "ours", {"dialup.deployment": d.name}, f"{d.name}-leftover:1")
     foreign = _image(docker_client, tmp_path / "foreign", {"somebody.else": "1"}, f"{d.name}-foreign:1")
+    # A release's image (kept for a rollback) is the deployer's to remove (keep_releases), never this response's.
+    release = _image(
+        docker_client, tmp_path / "release", {"dialup.deployment": d.name, "dialup.release": "r1"}, f"{d.name}-r:1"
+    )
     try:
         await d.start()
 
@@ -234,10 +238,10 @@ async def test_storage_warning_deletes_only_the_projects_own_old_files_and_unuse
         assert "deleted 1 temp files" in event["detail"] and "1 unused images" in event["detail"]
         assert not old.exists() and fresh.exists() and outside.exists()
         names = {tag for image in docker_client.images.list() for tag in image.tags}
-        assert f"{d.name}-leftover:1" not in names and f"{d.name}-foreign:1" in names
+        assert f"{d.name}-leftover:1" not in names and f"{d.name}-foreign:1" in names and f"{d.name}-r:1" in names
         assert images["static"] in names  # in use by a site: never
     finally:
-        for image in (ours, foreign):
+        for image in (ours, foreign, release):
             with contextlib.suppress(docker.errors.ImageNotFound):
                 docker_client.images.remove(image, force=True)
 

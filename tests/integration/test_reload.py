@@ -34,8 +34,9 @@ async def test_reload_adds_changes_and_removes_sites_and_refuses_a_bad_file(
     assert done.returncode == 0, done.stderr
     assert "added: c; removed: b; changed: a (swapped)" in done.stdout
     assert await status_of(d, "b.localhost") == 404  # Caddy no longer routes it
-    assert all(c.id != b_before for c in d.client.containers.list(all=True))  # b's container and holder are gone
-    assert not [c for c in d.client.containers.list(all=True) if c.name.startswith(f"dialup-{d.name}-b")]
+    # b's container and holder are gone.
+    assert not [name for name in d.container_names() if name.startswith(f"dialup-{d.name}-b")]
+    assert b_before not in {c["Id"] for c in d.client.api.containers(all=True)}
     assert await status_of(d, "c.localhost") == 200  # made by the reload, cold-started by this request
     a_now = d.container("a")
     assert a_now.id != a_before and a_now.attrs["HostConfig"]["Memory"] == 96 * 2**20
