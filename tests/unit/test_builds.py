@@ -263,3 +263,9 @@ def test_the_storage_response_leaves_builds_under_way_alone(tmp_path: Path) -> N
         os.utime(path, (1, 1))  # an upload's files keep their archive's times
     assert clean_temp(old, now=10 * 86400.0) == (1, 1)
     assert (old / "builds/build-blog-1/src/index.html").exists() and not (old / "stale.log").exists()
+
+
+def test_bounds_that_cannot_be_written_raise_for_the_deploy_to_say_so(tmp_path: Path) -> None:
+    (tmp_path / "not-a-cgroup-tree").write_text("")
+    with pytest.raises(OSError):
+        bound_builds(MiB, 1.0, tmp_path / "not-a-cgroup-tree")
