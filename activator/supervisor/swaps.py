@@ -142,6 +142,8 @@ class Swapper:
             await self._take_names(config, made, holder, old_id, old_holder)
         except Exception as exc:
             await self._remove(made, holder)
+            await self._give_names_back(config, old_id, old_holder)
+            self._evictor.release(site)
             raise SwapFailed(site.name, f"could not rename its containers: {exc!r}") from None
         old_limit = site.config.memory_limit + (self._holders.memory_of(site) or 0)
         self._lifecycle.configured(site, config, cause)
@@ -208,6 +210,13 @@ class Swapper:
             await self._runtime.rename(old_holder.id, retired_name(holder_of))
         if holder is not None:
             await self._runtime.rename(holder.id, holder_of)
+
+    async def _give_names_back(self, config: SiteConfig, old_id: str | None, old_holder: Container | None) -> None:
+        """After a rename the engine refused: the old container and holder keep (or get back) the site's names."""
+        for thing, name in ((old_id, container_name), (old_holder.id if old_holder else None, holder_name)):
+            if thing is not None:
+                with suppress(Exception):
+                    await self._runtime.rename(thing, name(self._deployment, config.name))
 
     async def _retire(self, site: Site, container_id: str | None, holder: Container | None) -> None:
         """Once Caddy routes to the new container, the requests the old one was serving end, then it and its

@@ -14,7 +14,7 @@ from activator.errors import BudgetFull, SwapFailed
 from activator.model import Network, SiteState
 from activator.testing.clock import settle
 from activator.testing.rig import Rig, site_config
-from activator.testing.runtime import App
+from activator.testing.runtime import App, EngineError
 from tests.unit.conftest import MakeRig
 from tests.unit.supervisor_kit import before_up, container, found_at_startup, holder, running
 
@@ -199,3 +199,31 @@ async def test_two_swaps_of_one_site_run_one_after_the_other_each_from_the_setti
     assert first.result() == "swapped" and second.result() == "swapped"
     # The second began from what the first left: the release of the first, with the memory of the second.
     assert container(r, "a").image == "a:2" and r["a"].config.memory_limit == 96 << 20
+
+
+async def test_a_rename_the_engine_refuses_leaves_the_old_container_serving(rig: MakeRig) -> None:
+    r = await rig(site_config("a"))
+    port = await running(r, "a")
+    old = container(r, "a")
+    r.runtime.fail("rename", EngineError("the engine refused the rename"), site="a")
+    task = swap(r, "a", "a:2")
+    await r.clock.run_until(task.done)
+    with pytest.raises(SwapFailed, match="could not rename"):
+        task.result()
+    assert r.routed_to("a") == port and r["a"].container_id == old.id and container(r, "a").id == old.id
+    assert {c.name for c in r.runtime.containers.values()} == {"dialup-fake-a", "dialup-fake-a.holder"}
+    assert r.sup.evictor.used() == r["a"].config.memory_limit + r.sup.holders.memory()  # nothing left reserved
+
+
+async def test_from_a_holder_to_a_network_of_its_own_the_old_holder_goes_too(rig: MakeRig) -> None:
+    r = await rig(site_config("a"))
+    await running(r, "a")
+    old_holder = holder(r, "a")
+    task = asyncio.ensure_future(
+        r.sup.swapper.swap(r["a"], lambda now: replace(now, network=Network.PLAIN, release="a:2"), "reload")
+    )
+    await r.clock.run_until(task.done)
+    assert task.result() == "swapped" and r["a"].joined is None and r.sup.holders.current(r["a"]) is None
+    await r.clock.run_until(lambda: old_holder.id not in r.runtime.containers)
+    assert {c.name for c in r.runtime.containers.values()} == {"dialup-fake-a"}
+    assert await r.answer("a") == r["a"].host_port == container(r, "a").host_port
