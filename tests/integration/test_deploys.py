@@ -253,7 +253,9 @@ async def test_three_deploys_at_once_build_two_at_a_time(deploy: Any) -> None:
         for i in range(3)
     ]
     d: Deployment = await deploy(sites, start=False, builds={"source_roots": ["sources"], "parallel": 2})
-    await d.start()  # no source folders yet: nothing is built at startup
+    await d.start()  # no source folders yet: nothing is built at startup ...
+    # ... once startup is over (its deploys of sources with no release run at its very end, after `up` answers).
+    await until(lambda: "ready: " in d.log_path.read_text(), 30, "dialup up to finish starting")
     status, body, headers = await get(d, "s0.localhost")
     assert status == 503 and "it has not been deployed yet" in body and "retry-after" in headers
     for i in range(3):  # each its own sleeping step (BuildKit would run one step shared by all three once)
