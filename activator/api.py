@@ -60,7 +60,7 @@ async def status(request: web.Request) -> web.Response:
         in_flight = {}
     used = monitor.snapshot.memory_used
     deployer = request.app[DEPLOYER]
-    live = {site: r.id for site, r in (await request.app[RELEASES].live()).items()}
+    live = await request.app[RELEASES].live_ids()
     rows: list[SiteRow] = []
     for cfg in deployer.config.sites:
         doing, release = deployer.doing.get(cfg.name), live.get(cfg.name)

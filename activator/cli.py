@@ -70,8 +70,7 @@ async def _status(config: Config) -> dict[str, Any]:
     try:
         releases = Releases(store.db)
         await releases.open()
-        live = {site: r.id for site, r in (await releases.live()).items()}
-        return await offline_status(config, runtime, store, live)
+        return await offline_status(config, runtime, store, await releases.live_ids())
     finally:
         await store.close()
         await runtime.close()

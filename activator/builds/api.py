@@ -22,12 +22,18 @@ RELEASES = web.AppKey("releases", Releases)
 CHUNK = 1 << 16
 
 
-async def deploy(request: web.Request) -> web.StreamResponse:
+def _known(request: web.Request) -> tuple[Deployer, str]:
+    """The deployer and the site the path names; a site not in the config is a 404."""
     deployer, name = request.app[DEPLOYER], request.match_info["name"]
     try:
         deployer.site(name)
     except UnknownSite as exc:
         raise web.HTTPNotFound(text=f"{exc}\n") from None
+    return deployer, name
+
+
+async def deploy(request: web.Request) -> web.StreamResponse:
+    deployer, name = _known(request)
     archive = await _upload(request, deployer) if request.can_read_body else None
     folder = request.query.get("from")
     verbose = request.query.get("output") == "1"
@@ -44,11 +50,7 @@ async def deploy(request: web.Request) -> web.StreamResponse:
 
 
 async def rollback(request: web.Request) -> web.StreamResponse:
-    deployer, name = request.app[DEPLOYER], request.match_info["name"]
-    try:
-        deployer.site(name)
-    except UnknownSite as exc:
-        raise web.HTTPNotFound(text=f"{exc}\n") from None
+    deployer, name = _known(request)
     return await _stream(request, lambda say: deployer.rollback(name, say), verbose=False)
 
 

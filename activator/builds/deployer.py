@@ -165,8 +165,7 @@ class Deployer:
         except sources.BadSource as exc:
             raise DeployFailed(site.name, str(exc)) from None
         say({"step": "hashed", "source_hash": digest[:12]})
-        kind = _release_kind(site)  # a release of the other kind (the site changed kind) is no release of it now
-        history = [r for r in await self._releases.of(site.name) if r.kind == kind]
+        history = await self._history(site)
         live = next((r for r in history if r.live), None)
         if live is not None and live.source_hash == digest:
             say({"step": "unchanged", "release": live.id})
@@ -180,6 +179,11 @@ class Deployer:
         self._background(self._prune(site))
         say({"step": "done", "release": done.id, "seconds": round(time.monotonic() - began, 3)})
         return done
+
+    async def _history(self, site: SiteConfig) -> list[Release]:
+        """The site's releases, newest first; one of the other kind (the site changed kind) is none of it now."""
+        kind = _release_kind(site)
+        return [r for r in await self._releases.of(site.name) if r.kind == kind]
 
     def _build_key(self, site: SiteConfig, content: str) -> str:
         """What decides a release: its files, and for an image what else the build bakes in (the kind's
@@ -297,7 +301,7 @@ class Deployer:
     async def _rollback(self, site: SiteConfig, progress: Progress) -> Release:
         say = _teller(progress, time.monotonic())
         async with self._locks.setdefault(site.name, asyncio.Lock()):
-            history = [r for r in await self._releases.of(site.name) if r.kind == _release_kind(site)]
+            history = await self._history(site)
             live = next((r for r in history if r.live), None)
             # The release numbered just below the live one (a second rollback goes further back).
             earlier = [r for r in history if not r.removed and (live is None or r.n < live.n)]

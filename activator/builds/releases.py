@@ -76,6 +76,10 @@ class Releases:
         async with self._db.execute(f"SELECT {_COLUMNS} FROM releases WHERE live = 1") as cur:
             return {r.site: r for r in map(_release, await cur.fetchall())}
 
+    async def live_ids(self) -> dict[str, str]:
+        """Each site's live release id (r1, r2, ...), for status."""
+        return {site: release.id for site, release in (await self.live()).items()}
+
     async def next_number(self, site: str) -> int:
         async with self._db.execute("SELECT COALESCE(MAX(n), 0) + 1 FROM releases WHERE site = ?", (site,)) as cur:
             row = await cur.fetchone()

@@ -98,7 +98,7 @@ class Supervisor:
             self.sites, runtime, self.lifecycle, self.containers, self.holder_recovery, self.work, clock
         )
         self.swapper = Swapper(
-            runtime, router, self.routes, self.lifecycle, self.containers, self.holders, self.drainer,
+            runtime, self.routes, self.lifecycle, self.containers, self.holders, self.drainer,
             self.evictor, self.work, prober, clock, config.server.name, config.holder.image,
         )  # fmt: skip
 

@@ -18,7 +18,7 @@ from typing import Any
 from activator.config import SiteConfig
 from activator.core.policy import Action
 from activator.errors import SiteUnavailable, StartFailed, SwapFailed
-from activator.interfaces import Clock, ContainerRuntime, Prober, Router
+from activator.interfaces import Clock, ContainerRuntime, Prober
 from activator.model import Container, Network, SiteState
 from activator.readiness import wait_ready
 from activator.runtime.labels import container_name, holder_name, retired_name, staging_name
@@ -46,7 +46,6 @@ class Swapper:
     def __init__(
         self,
         runtime: ContainerRuntime,
-        router: Router,
         routes: Routes,
         lifecycle: Lifecycle,
         containers: Containers,
@@ -59,7 +58,7 @@ class Swapper:
         deployment: str,
         holder_image: str,
     ) -> None:
-        self._runtime, self._router, self._routes, self._lifecycle = runtime, router, routes, lifecycle
+        self._runtime, self._routes, self._lifecycle = runtime, routes, lifecycle
         self._containers, self._holders, self._drainer, self._evictor = containers, holders, drainer, evictor
         self._work, self._prober, self._clock = work, prober, clock
         self._deployment, self._holder_image = deployment, holder_image
