@@ -1,0 +1,246 @@
+"""A workspace's files, reached only beneath it: the editor's reads and writes on a user's behalf.
+
+The development container runs the user's code, which can plant symlinks anywhere in the workspace. So no
+path is ever resolved by the kernel from the top: each folder is opened beneath the one before with
+O_NOFOLLOW | O_DIRECTORY (a link where a folder should be is refused, not followed), files are opened with
+O_NOFOLLOW, and a write goes to a new temporary file beside its target (O_EXCL) that is renamed into place
+(a rename replaces a link, never what it points to). Whole-file writes carry the hash of the version they
+edited; a write based on another version is refused with the current content, never applied. Blocking
+(file system calls): call from a thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+PROTECTED = frozenset({".git", "node_modules"})  # read, never written (version control, installed packages)
+TEMP_PREFIX = ".dialup-write-"  # a write's temporary file, beside its target
+
+
+class PathRefused(Exception):
+    """A path that may not be used: it names no place beneath the workspace, or one that may not be written."""
+
+
+class NotFound(Exception):
+    pass
+
+
+class Conflict(Exception):
+    """A write based on a version that is no longer the file's: nothing was written. `current` is the file's
+    content now (None: there is no such file), for the client's side-by-side view."""
+
+    def __init__(self, path: str, current: bytes | None, current_hash: str | None) -> None:
+        self.path, self.current, self.current_hash = path, current, current_hash
+        super().__init__(f"{path}: changed since the version edited")
+
+
+@dataclass(frozen=True)
+class Limits:
+    file_size: int = 5 << 20  # one file
+    files: int = 20_000  # in a workspace
+    total: int = 500 << 20  # bytes in a workspace
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str
+    kind: str  # file | dir | link (a link is listed, never followed)
+    size: int
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def parts_of(path: str) -> tuple[str, ...]:
+    """The path's names, or PathRefused: relative, no '..', no NUL or backslash, no empty name."""
+    if not path or "\0" in path or "\\" in path:
+        raise PathRefused(f"{path!r}: empty, or with a NUL or a backslash")
+    pure = PurePosixPath(path)
+    if pure.is_absolute():
+        raise PathRefused(f"{path}: an absolute path")
+    parts = tuple(p for p in pure.parts if p != ".")
+    if not parts or ".." in parts:
+        raise PathRefused(f"{path}: must name a place beneath the workspace, without '..'")
+    return parts
+
+
+class Workspace:
+    """One site's workspace folder. Every operation resolves its path from an fd of the workspace itself."""
+
+    def __init__(self, root: Path, limits: Limits = Limits()) -> None:
+        self.root, self.limits = root, limits
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def read(self, path: str) -> tuple[bytes, str]:
+        """The file's content and hash."""
+        parts = parts_of(path)
+        with self._folder(parts[:-1]) as folder:
+            fd = self._open(folder, parts[-1], os.O_RDONLY, path)
+        with os.fdopen(fd, "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise PathRefused(f"{path}: not a file")
+            if info.st_size > self.limits.file_size:
+                raise PathRefused(f"{path}: larger than {self.limits.file_size >> 20} MiB")
+            data = f.read(self.limits.file_size + 1)
+        return data, content_hash(data)
+
+    def tree(self) -> list[Entry]:
+        """Every entry, links listed as links (never followed), .git and node_modules left out."""
+        entries: list[Entry] = []
+        with self._folder(()) as top:
+            for here, dirs, files, dir_fd in os.fwalk(".", dir_fd=top, follow_symlinks=False):
+                dirs[:] = sorted(d for d in dirs if d not in PROTECTED)
+                rel = PurePosixPath(here)
+                for name in dirs + sorted(files):
+                    info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                    kind = "link" if stat.S_ISLNK(info.st_mode) else "dir" if stat.S_ISDIR(info.st_mode) else "file"
+                    if name.startswith(TEMP_PREFIX):
+                        continue
+                    entries.append(Entry(str(rel / name), kind, info.st_size if kind == "file" else 0))
+                dirs[:] = [
+                    d for d in dirs if not stat.S_ISLNK(os.stat(d, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+                ]
+        return entries
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def write(self, path: str, data: bytes, base_hash: str | None) -> str:
+        """Replace the file's whole content. `base_hash`: the version the client edited (None: it creates
+        the file, which must not exist). Raises Conflict (with the current content) when the file is another
+        version now. Returns the new hash."""
+        parts = self._writable(path)
+        if len(data) > self.limits.file_size:
+            raise PathRefused(f"{path}: larger than {self.limits.file_size >> 20} MiB")
+        with self._folder(parts[:-1], create=True) as folder:
+            current = self._current(folder, parts[-1], path)
+            if (current[1] if current else None) != base_hash:
+                raise Conflict(path, current[0] if current else None, current[1] if current else None)
+            self._check_room(len(data) - (len(current[0]) if current else 0), new_file=current is None)
+            self._replace(folder, parts[-1], data)
+        return content_hash(data)
+
+    def rename(self, old: str, new: str) -> None:
+        """Move a file or folder; the new name must be free (no silent overwrite, of a link or anything)."""
+        src, dst = self._writable(old), self._writable(new)
+        with self._folder(src[:-1]) as a, self._folder(dst[:-1], create=True) as b:
+            try:
+                os.stat(dst[-1], dir_fd=b, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            else:
+                raise PathRefused(f"{new}: exists already")
+            try:
+                os.rename(src[-1], dst[-1], src_dir_fd=a, dst_dir_fd=b)
+            except FileNotFoundError:
+                raise NotFound(old) from None
+
+    def delete(self, path: str) -> None:
+        """A file or a link (the link itself, never its target), or an empty folder."""
+        parts = self._writable(path)
+        with self._folder(parts[:-1]) as folder:
+            try:
+                info = os.stat(parts[-1], dir_fd=folder, follow_symlinks=False)
+            except FileNotFoundError:
+                raise NotFound(path) from None
+            if stat.S_ISDIR(info.st_mode):
+                try:
+                    os.rmdir(parts[-1], dir_fd=folder)
+                except OSError as exc:
+                    raise PathRefused(f"{path}: {exc.strerror}") from None
+            else:
+                os.unlink(parts[-1], dir_fd=folder)
+
+    # -- beneath the workspace ------------------------------------------------------------------------
+
+    @contextmanager
+    def _folder(self, parts: tuple[str, ...], *, create: bool = False) -> Iterator[int]:
+        """An fd of the folder at `parts` beneath the root, each step opened without following a link."""
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for i, part in enumerate(parts):
+                if create:
+                    try:
+                        os.mkdir(part, 0o755, dir_fd=fd)
+                    except FileExistsError:
+                        pass
+                try:
+                    child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                except FileNotFoundError:
+                    raise NotFound("/".join(parts[: i + 1])) from None
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise PathRefused(f"{'/'.join(parts[: i + 1])}: a link or a file, not a folder") from None
+                    raise
+                os.close(fd)
+                fd = child
+            yield fd
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _open(folder: int, name: str, flags: int, shown: str) -> int:
+        try:
+            return os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+        except FileNotFoundError:
+            raise NotFound(shown) from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise PathRefused(f"{shown}: a link (not followed)") from None
+            raise
+
+    def _current(self, folder: int, name: str, shown: str) -> tuple[bytes, str] | None:
+        try:
+            fd = self._open(folder, name, os.O_RDONLY, shown)
+        except NotFound:
+            return None
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise PathRefused(f"{shown}: not a file")
+            data = f.read()
+        return data, content_hash(data)
+
+    @staticmethod
+    def _replace(folder: int, name: str, data: bytes) -> None:
+        """A new file beside the target, renamed over it: readers see the old content or the new, and a link at
+        the target's name is replaced, not written through."""
+        tmp = f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=folder)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.rename(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
+        except BaseException:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=folder)
+            raise
+
+    def _writable(self, path: str) -> tuple[str, ...]:
+        parts = parts_of(path)
+        if PROTECTED & set(parts):
+            raise PathRefused(f"{path}: inside {', '.join(sorted(PROTECTED & set(parts)))} (not written)")
+        if parts[-1].startswith(TEMP_PREFIX):
+            raise PathRefused(f"{path}: a name dialup uses for its own writes")
+        return parts
+
+    def _check_room(self, growth: int, *, new_file: bool) -> None:
+        files = total = 0
+        for entry in self.tree():
+            if entry.kind == "file":
+                files, total = files + 1, total + entry.size
+        if new_file and files + 1 > self.limits.files:
+            raise PathRefused(f"the workspace has {self.limits.files} files already")
+        if total + growth > self.limits.total:
+            raise PathRefused(f"the workspace would be larger than {self.limits.total >> 20} MiB")
