@@ -1,0 +1,72 @@
+"""The editor's tokens and sessions in real SQLite: only hashes stored, a token opens its own site once, a
+session is for one site, expiry, and the Origin check of WebSocket upgrades."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from activator.editor.access import Access, origin_allowed, session_cookie
+
+
+@pytest.fixture
+async def access(tmp_path: Path) -> AsyncIterator[Access]:
+    async with aiosqlite.connect(tmp_path / "dialup.db") as db:
+        made = Access(db)
+        await made.open()
+        yield made
+
+
+async def test_a_token_opens_a_session_for_its_own_site_once(access: Access, tmp_path: Path) -> None:
+    token = await access.issue_token("blog", now=1000.0, ttl=600.0)
+    assert await access.login("shop", token, now=1001.0, session_ttl=3600.0) is None  # another site's token
+    session = await access.login("blog", token, now=1001.0, session_ttl=3600.0)
+    assert session is not None
+    assert await access.login("blog", token, now=1002.0, session_ttl=3600.0) is None  # used up
+    assert await access.session(session, "blog", now=1003.0)
+    assert not await access.session(session, "shop", now=1003.0)  # nothing of another site
+    assert not await access.session(session, "blog", now=1001.0 + 3600.0)  # expired
+    assert not await access.session("", "blog", now=1003.0) and not await access.session("x" * 1000, "blog", 1003.0)
+    raw = (tmp_path / "dialup.db").read_bytes()
+    assert token.encode() not in raw and session.encode() not in raw  # only hashes are stored
+
+
+async def test_two_logins_with_one_token_open_one_session(access: Access) -> None:
+    import asyncio
+
+    token = await access.issue_token("blog", now=1000.0, ttl=600.0)
+    both = await asyncio.gather(*(access.login("blog", token, now=1001.0, session_ttl=60.0) for _ in range(2)))
+    assert sum(s is not None for s in both) == 1
+
+
+async def test_an_expired_token_opens_nothing_and_is_swept(access: Access) -> None:
+    token = await access.issue_token("blog", now=1000.0, ttl=60.0)
+    assert await access.login("blog", token, now=1060.0, session_ttl=3600.0) is None
+    assert await access.expire(now=1061.0) == 1
+
+
+def test_the_cookie_is_http_only_secure_and_same_site() -> None:
+    cookie = session_cookie("abc", 3600)
+    assert cookie.startswith("dialup_editor=abc;") and {"HttpOnly", "Secure", "SameSite=Strict"} <= {
+        part.strip() for part in cookie.split(";")
+    }
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("https://editor.example.com", True),
+        ("https://EDITOR.example.com", True),
+        ("https://evil.example.com", False),
+        ("https://editor.example.com.evil.net", False),
+        ("null", False),
+        (None, False),
+        ("", False),
+        ("ftp://editor.example.com", False),
+    ],
+)
+def test_websocket_upgrades_only_from_the_editors_own_origin(origin: str | None, allowed: bool) -> None:
+    assert origin_allowed(origin, "editor.example.com") is allowed
