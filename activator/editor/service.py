@@ -1,0 +1,123 @@
+"""The editor's HTTP side: a token link opens a session for one site, and each editor tab talks the sync
+protocol over one WebSocket, told of changes made by others as they happen. Not yet wired into `dialup up`
+(issue 13, in progress): this is the service a cleanup context will run behind Caddy's `[editor] host`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from activator.editor.access import Access, origin_allowed
+from activator.editor.protocol import MAX_MESSAGE, ProtocolError, Session
+from activator.editor.watcher import Watcher
+from activator.editor.workspace import Workspace
+
+log = logging.getLogger("activator.editor")
+UNAUTHORIZED = "unauthorized\n"  # every refusal says the same: nothing about why
+SITE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class EditorSettings:
+    host: str  # the editor's host name, as browsers send it in Origin
+    workspaces: Path  # state_dir/dev-workspaces
+    sites: frozenset[str]
+    session_ttl: float = 12 * 3600.0
+    secure_cookie: bool = True  # False only for tests over plain HTTP
+
+
+SETTINGS = web.AppKey("editor_settings", EditorSettings)
+ACCESS = web.AppKey("editor_access", Access)
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("editor_clock")
+
+
+def cookie_name(site: str) -> str:
+    return f"dialup_editor_{site}"  # one per site: a session for one site is no session for another
+
+
+def _site(request: web.Request) -> str:
+    site = request.match_info["site"]
+    if not SITE.match(site) or site not in request.app[SETTINGS].sites:
+        raise web.HTTPUnauthorized(text=UNAUTHORIZED)
+    return site
+
+
+async def login(request: web.Request) -> web.Response:
+    """GET /sites/{site}/login?token=T: the token link `dialup editor-token` prints."""
+    site, settings = _site(request), request.app[SETTINGS]
+    session = await request.app[ACCESS].login(
+        site, request.query.get("token", ""), request.app[CLOCK](), settings.session_ttl
+    )
+    if session is None:
+        raise web.HTTPUnauthorized(text=UNAUTHORIZED)
+    response = web.HTTPSeeOther(f"/sites/{site}/")
+    response.set_cookie(
+        cookie_name(site), session, max_age=int(settings.session_ttl), path=f"/sites/{site}/",
+        httponly=True, secure=settings.secure_cookie, samesite="Strict",
+    )  # fmt: skip
+    raise response
+
+
+async def _authorized(request: web.Request, site: str) -> None:
+    session = request.cookies.get(cookie_name(site), "")
+    if not await request.app[ACCESS].session(session, site, request.app[CLOCK]()):
+        raise web.HTTPUnauthorized(text=UNAUTHORIZED)
+
+
+async def sync(request: web.Request) -> web.WebSocketResponse:
+    """GET /sites/{site}/ws: the sync protocol, from the editor's own page only (Origin)."""
+    site, settings = _site(request), request.app[SETTINGS]
+    await _authorized(request, site)
+    if not origin_allowed(request.headers.get("Origin"), settings.host):
+        raise web.HTTPUnauthorized(text=UNAUTHORIZED)
+    root = settings.workspaces / site
+    await asyncio.to_thread(root.mkdir, 0o755, True, True)
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30.0)
+    await ws.prepare(request)
+    session = Session(Workspace(root))
+    pushes: asyncio.Queue[str] = asyncio.Queue(maxsize=1000)
+
+    def changed(path: str) -> None:
+        if not pushes.full():
+            pushes.put_nowait(path)
+
+    watcher = Watcher(root, changed)
+    watcher.start()
+    pusher = asyncio.ensure_future(_push(ws, pushes))
+    try:
+        async for message in ws:
+            if message.type is not WSMsgType.TEXT:
+                continue
+            try:
+                answer = await session.handle(orjson.loads(message.data))
+            except (ProtocolError, orjson.JSONDecodeError) as exc:
+                answer = {"ok": False, "error": f"refused: {exc}"}
+            await ws.send_str(orjson.dumps(answer).decode())
+    finally:
+        pusher.cancel()
+        watcher.close()
+    return ws
+
+
+async def _push(ws: web.WebSocketResponse, pushes: asyncio.Queue[str]) -> None:
+    while True:
+        path = await pushes.get()
+        await ws.send_str(orjson.dumps({"op": "changed", "path": path}).decode())
+
+
+def make_editor_app(
+    settings: EditorSettings, access: Access, clock: Callable[[], float] = time.time
+) -> web.Application:
+    app = web.Application()
+    app[SETTINGS], app[ACCESS], app[CLOCK] = settings, access, clock
+    app.router.add_get("/sites/{site}/login", login)
+    app.router.add_get("/sites/{site}/ws", sync)
+    return app

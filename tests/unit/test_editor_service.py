@@ -1,0 +1,87 @@
+"""The editor's HTTP side over real sockets (aiohttp's test server) and real SQLite: a token link opens a session
+for its own site, the WebSocket speaks the sync protocol only with that session and the editor's Origin, and
+a change made by someone else is pushed to the open tab."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import aiosqlite
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from activator.editor.access import Access
+from activator.editor.service import EditorSettings, make_editor_app
+
+HOST = "editor.example.com"
+ORIGIN = {"Origin": f"https://{HOST}"}
+
+
+@pytest.fixture
+async def editor(tmp_path: Path) -> AsyncIterator[tuple[TestClient, Access, Path]]:
+    (tmp_path / "ws" / "blog").mkdir(parents=True)
+    (tmp_path / "ws" / "blog" / "index.html").write_text("hello")
+    async with aiosqlite.connect(tmp_path / "dialup.db") as db:
+        access = Access(db)
+        await access.open()
+        settings = EditorSettings(HOST, tmp_path / "ws", frozenset({"blog", "shop"}), secure_cookie=False)
+        client = TestClient(TestServer(make_editor_app(settings, access)))
+        await client.start_server()
+        try:
+            yield client, access, tmp_path / "ws" / "blog"
+        finally:
+            await client.close()
+
+
+async def answer(ws: aiohttp.ClientWebSocketResponse, ident: int) -> dict[str, object]:
+    """The answer to request `ident` (pushes of changes may come between)."""
+    while True:
+        message = await ws.receive_json(timeout=5)
+        if message.get("id") == ident:
+            return dict(message)
+
+
+async def logged_in(client: TestClient, access: Access, site: str = "blog") -> None:
+    token = await access.issue_token(site, now=time.time(), ttl=600)
+    r = await client.get(f"/sites/{site}/login", params={"token": token}, allow_redirects=False)
+    assert r.status == 303 and r.headers["Location"] == f"/sites/{site}/"
+    cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and f"Path=/sites/{site}/" in cookie
+
+
+async def test_wrong_tokens_and_sessions_get_the_same_401(editor: tuple[TestClient, Access, Path]) -> None:
+    client, access, _ = editor
+    shop_token = await access.issue_token("shop", now=time.time(), ttl=600)
+    for path, params in (
+        ("/sites/blog/login", {"token": "nope"}),
+        ("/sites/blog/login", {"token": shop_token}),  # another site's token
+        ("/sites/nosuchsite/login", {"token": shop_token}),
+        ("/sites/blog/ws", {}),
+    ):
+        r = await client.get(path, params=params, allow_redirects=False)
+        assert r.status == 401 and await r.text() == "unauthorized\n"
+
+
+async def test_a_session_speaks_the_protocol_from_the_editors_origin_only(
+    editor: tuple[TestClient, Access, Path],
+) -> None:
+    client, access, root = editor
+    await logged_in(client, access)
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await client.ws_connect("/sites/blog/ws", headers={"Origin": "https://evil.example.com"})
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await client.ws_connect("/sites/shop/ws", headers=ORIGIN)  # the session is blog's, not shop's
+    async with client.ws_connect("/sites/blog/ws", headers=ORIGIN) as ws:
+        await ws.send_json({"id": 1, "op": "open", "path": "index.html"})
+        opened = await answer(ws, 1)
+        assert opened["content"] == "hello"
+        await ws.send_json({"id": 2, "op": "write", "path": "index.html", "content": "typed", "base": opened["hash"]})
+        assert (await answer(ws, 2))["ok"] is True
+        assert (root / "index.html").read_text() == "typed"
+        (root / "style.css").write_text("a{}")  # the dev server, a formatter, another tab
+        pushes = [await ws.receive_json(timeout=5)]
+        while pushes[-1] != {"op": "changed", "path": "style.css"}:  # (its own save is pushed too)
+            pushes.append(await ws.receive_json(timeout=5))
