@@ -13,6 +13,8 @@ import orjson
 
 from activator.builds.releases import Releases
 from activator.config import Config
+from activator.config_values import parse_listen
+from activator.editor.access import Access
 from activator.store import Store
 
 NOT_RUNNING = "dialup up is not running on this state directory: deploys are made by it (start it first)"
@@ -116,3 +118,32 @@ def print_releases(rows: list[dict[str, Any]]) -> None:
             f"{r['id']:8} {'*' if r['live'] else '':4} {r['source_hash'][:12]:12} {r['build_seconds']:8.2f} {went:19}"
             f"  {artifact if r['kind'] == 'image' else Path(artifact).name + ' (files)'}"
         )
+
+
+class NoSuchSite(Exception):
+    pass
+
+
+async def editor_token(config: Config, site: str, now: float) -> str:
+    """A login link to edit the site in the browser (its token stored as a hash: shown once, here)."""
+    if not config.editor.enabled:
+        raise NoSuchSite("there is no [editor] host in the config: set one to edit sites in the browser")
+    if site not in {s.name for s in config.sites}:
+        raise NoSuchSite(f"no site {site!r} in {config.path}")
+    store = Store(config.server.db_path)
+    await store.open()
+    try:
+        access = Access(store.db)
+        await access.open()
+        token = await access.issue_token(site, now, config.editor.token_ttl)
+    finally:
+        await store.close()
+    return f"{editor_origin(config)}/sites/{site}/login?token={token}"
+
+
+def editor_origin(config: Config) -> str:
+    """How a browser reaches the editor through Caddy: its scheme, host and (if not the scheme's) port."""
+    scheme = "https" if config.caddy.automatic_https else "http"
+    port = parse_listen(config.caddy.http_listen).port
+    shown = "" if port in (80, 443) else f":{port}"
+    return f"{scheme}://{config.editor.host}{shown}"

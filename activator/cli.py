@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
@@ -42,10 +43,11 @@ def _parser() -> argparse.ArgumentParser:
         ("rollback", "make the site's previous release live again (no rebuild)"),
         ("releases", "list a site's releases, and which one is live"),
         ("reload", "apply the edited config file to the running dialup up (as SIGHUP does), without a restart"),
+        ("editor-token", "print a link that logs in to edit SITE in the browser (once, within [editor] token_ttl)"),
     ):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("-c", "--config", required=True, help="the TOML config file")
-        if name in ("deploy", "rollback", "releases"):
+        if name in ("deploy", "rollback", "releases", "editor-token"):
             cmd.add_argument("site", help="the site's name")
         if name == "deploy":
             cmd.add_argument("--from", dest="folder", help="build from this folder instead of the site's source")
@@ -213,6 +215,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, why in report.get("failed", {}).items():
                 print(f"dialup: {name}: not applied ({why}); the next reload tries again", file=sys.stderr)
             return 1 if report.get("failed") else 0
+        elif args.command == "editor-token":
+            try:
+                statedir.prepare(config.server)  # the token is stored (hashed) in its database
+                print(asyncio.run(admin_client.editor_token(config, args.site, time.time())))
+            except admin_client.NoSuchSite as exc:
+                print(f"dialup: {exc}", file=sys.stderr)
+                return EXIT_BAD_CONFIG
         elif args.command == "releases":
             rows = asyncio.run(admin_client.releases(config, args.site))
             if args.json:

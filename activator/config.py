@@ -13,6 +13,8 @@ from activator.config_builds import BuildsConfig as BuildsConfig  # re-exported,
 from activator.config_builds import read_builds
 from activator.config_caddy import CaddyConfig as CaddyConfig  # re-exported: callers import it from here
 from activator.config_caddy import read_caddy
+from activator.config_editor import EditorConfig as EditorConfig  # re-exported, as CaddyConfig
+from activator.config_editor import read_editor
 from activator.config_values import (
     _MISSING,
     _capabilities,
@@ -177,6 +179,7 @@ class Config:
     thresholds: Thresholds = field(default_factory=Thresholds)
     holder: HolderConfig = field(default_factory=HolderConfig)
     builds: BuildsConfig = field(default_factory=BuildsConfig)
+    editor: EditorConfig = field(default_factory=EditorConfig)
 
     @property
     def uses_holders(self) -> bool:
@@ -313,6 +316,7 @@ def load_config(path: Path | str) -> Config:
     h.done()
 
     builds = read_builds(_Table(path, "builds", root.get("builds", dict, {})), path.parent)
+    editor = read_editor(_Table(path, "editor", root.get("editor", dict, {})))
 
     d = _Table(path, "defaults", root.get("defaults", dict, {}))
     inherited = {key: d.get(key, convert, getattr(_BUILTIN, key)) for key, convert in _INHERITED.items()}
@@ -341,4 +345,5 @@ def load_config(path: Path | str) -> Config:
         thresholds=thresholds,
         holder=holder,
         builds=builds,
+        editor=editor,
     )

@@ -70,3 +70,53 @@ def test_the_cookie_is_http_only_secure_and_same_site() -> None:
 )
 def test_websocket_upgrades_only_from_the_editors_own_origin(origin: str | None, allowed: bool) -> None:
     assert origin_allowed(origin, "editor.example.com") is allowed
+
+
+SITE = '[[sites]]\nname = "blog"\nhosts = ["blog.test"]\nimage = "blog:1"\nport = 8080\n'
+
+
+def test_the_editor_table(tmp_path: Path) -> None:
+    from activator.config import ConfigError, load_config
+
+    path = tmp_path / "dialup.toml"
+    path.write_text('[editor]\nhost = "editor.example.com"\npreview_host = "{site}-dev.example.com"\n' + SITE)
+    editor = load_config(path).editor
+    assert editor.enabled and editor.preview_of("blog") == "blog-dev.example.com"
+    assert not load_config(_write(tmp_path, SITE)).editor.enabled  # no host: no editor
+    for table, key in (
+        ('[editor]\nhost = "https://editor.example.com"\n', "editor.host"),
+        ('[editor]\nhost = "editor.example.com"\npreview_host = "dev.example.com"\n', "editor.preview_host"),
+    ):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            load_config(_write(tmp_path, table + SITE))
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "d.toml"
+    path.write_text(text)
+    return path
+
+
+async def test_editor_token_prints_a_link_whose_token_logs_in_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+    import time
+
+    from activator.cli import main
+
+    config = _write(
+        tmp_path,
+        f'[server]\nstate_dir = "{tmp_path / "state"}"\n[caddy]\nhttp_listen = "127.0.0.1:8080"\n'
+        '[editor]\nhost = "editor.localhost"\n' + SITE,
+    )
+    assert await asyncio.to_thread(main, ["editor-token", "blog", "-c", str(config)]) == 0
+    link = capsys.readouterr().out.strip()
+    assert link.startswith("http://editor.localhost:8080/sites/blog/login?token=")
+    token = link.partition("token=")[2]
+    async with aiosqlite.connect(tmp_path / "state" / "system" / "dialup.db") as db:
+        access = Access(db)
+        assert await access.login("blog", token, time.time(), 60.0) is not None
+        assert await access.login("blog", token, time.time(), 60.0) is None
+    assert await asyncio.to_thread(main, ["editor-token", "nope", "-c", str(config)]) == 2
+    assert "no site 'nope'" in capsys.readouterr().err
