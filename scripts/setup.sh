@@ -11,6 +11,8 @@ need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v busybox >/dev/null || need+=(busybox-static)
 command -v debootstrap >/dev/null || need+=(debootstrap)  # the node base image of builds (no registry here)
+command -v npm >/dev/null || need+=(npm)  # the editor's page is bundled from npm at set-up
+command -v chromium >/dev/null || need+=(chromium)  # the editor's browser test (Playwright drives it)
 command -v wrk >/dev/null || need+=(wrk)  # bench/: warm-path and fallback-path
 [ -x /usr/bin/python3.11 ] || need+=(python3.11)   # the test app image is made from Debian's python
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
@@ -38,3 +40,5 @@ if [ ! -f "$stamp" ]; then
   rm -f "$venv"/.installed-*
   touch "$stamp"
 fi
+
+"$root/scripts/build-editor.sh"  # the editor's page (CodeMirror), once per change of editor-page/

@@ -5,6 +5,7 @@ protocol over one WebSocket, told of changes made by others as they happen. Not 
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import re
 import time
@@ -32,6 +33,10 @@ class EditorSettings:
     sites: frozenset[str]
     session_ttl: float = 12 * 3600.0
     secure_cookie: bool = True  # False only for tests over plain HTTP
+    preview: str = "https://{site}-dev.localhost/"  # each site's preview, as a browser reaches it
+
+    def preview_url(self, site: str) -> str:
+        return self.preview.replace("{site}", site)
 
 
 SETTINGS = web.AppKey("editor_settings", EditorSettings)
@@ -70,6 +75,28 @@ async def _authorized(request: web.Request, site: str) -> None:
     session = request.cookies.get(cookie_name(site), "")
     if not await request.app[ACCESS].session(session, site, request.app[CLOCK]()):
         raise web.HTTPUnauthorized(text=UNAUTHORIZED)
+
+
+PAGE = Path(__file__).with_name("page.html")
+BUNDLE = Path(__file__).with_name("static") / "editor.js"  # built at set-up (scripts/build-editor.sh)
+
+
+async def page(request: web.Request) -> web.Response:
+    """GET /sites/{site}/: the editor, for a session of this site."""
+    site, settings = _site(request), request.app[SETTINGS]
+    await _authorized(request, site)
+    preview = settings.preview_url(site)
+    text = (await asyncio.to_thread(PAGE.read_text)).replace("{site}", site).replace("{preview}", html.escape(preview))
+    # Scripts and connections of the editor itself only (its settings are data attributes, not a script);
+    # the preview is the one frame allowed.
+    policy = f"default-src 'self'; style-src 'self' 'unsafe-inline'; frame-src {preview}"
+    return web.Response(text=text, content_type="text/html", headers={"Content-Security-Policy": policy})
+
+
+async def bundle(request: web.Request) -> web.FileResponse:
+    if not await asyncio.to_thread(BUNDLE.is_file):
+        raise web.HTTPServiceUnavailable(text="the editor's page is not built: run scripts/build-editor.sh\n")
+    return web.FileResponse(BUNDLE, headers={"Cache-Control": "no-cache"})
 
 
 async def sync(request: web.Request) -> web.WebSocketResponse:
@@ -119,5 +146,7 @@ def make_editor_app(
     app = web.Application()
     app[SETTINGS], app[ACCESS], app[CLOCK] = settings, access, clock
     app.router.add_get("/sites/{site}/login", login)
+    app.router.add_get("/sites/{site}/", page)
+    app.router.add_get("/static/editor.js", bundle)
     app.router.add_get("/sites/{site}/ws", sync)
     return app
