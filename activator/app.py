@@ -6,19 +6,23 @@ import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
 from activator import statedir, statelock
+from activator.admin_client import editor_origin
 from activator.api import make_admin_app
 from activator.builds.api import DEPLOYER, RELEASES
 from activator.builds.api import add_routes as add_deploy_routes
-from activator.builds.deployer import Deployer
-from activator.builds.releases import Releases, with_releases
+from activator.builds.deployer import Deployer, Progress
+from activator.builds.releases import Release, Releases, with_releases
 from activator.clock import SystemClock
 from activator.config import Config
 from activator.edge import HTTP, SUPERVISOR, BadRequestsInOneLine, make_edge_app, server_limits
+from activator.editor.access import Access
+from activator.editor.service import EditorSettings, make_editor_app
 from activator.model import ActivitySource
 from activator.monitor import Monitor
 from activator.privatesocket import bind_private
@@ -182,6 +186,35 @@ async def reloader_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def editor_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The editor (when [editor] host is set), on its own listener behind Caddy's editor route."""
+    config = app[CONFIG]
+    if not config.editor.enabled:
+        yield
+        return
+    access = Access(app[STORE].db)
+    await access.open()
+    deployer = app[DEPLOYER]
+
+    def deploy_from(site: str, say: Progress, folder: Path) -> asyncio.Task[Release]:
+        return deployer.deploy(site, say, folder=folder)
+
+    settings = EditorSettings(
+        host=editor_origin(config).partition("://")[2],
+        workspaces=config.server.workspaces_dir,
+        sites=frozenset(s.name for s in config.sites),
+        session_ttl=config.editor.session_ttl,
+        secure_cookie=config.caddy.automatic_https,
+        preview=editor_origin(config).replace(config.editor.host, config.editor.preview_host) + "/",
+        sources={s.name: s.source for s in config.sites if s.source is not None},
+    )
+    runner = web.AppRunner(make_editor_app(settings, access, deploy_from), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, config.editor.listen.host, config.editor.listen.port).start()
+    yield
+    await runner.cleanup()
+
+
 async def admin_ctx(app: web.Application) -> AsyncIterator[None]:
     admin = make_admin_app(app[SUPERVISOR], app[STORE], app[MONITOR], app[GUARD])
     add_deploy_routes(admin, app[DEPLOYER], app[RELEASES])
@@ -211,6 +244,7 @@ def build_app(config: Config) -> web.Application:
             monitor_ctx,
             deployer_ctx,
             reloader_ctx,
+            editor_ctx,
             admin_ctx,
         )
     )

@@ -80,6 +80,11 @@ class ServerConfig:
         return self.state_dir / "user-sites"
 
     @property
+    def workspaces_dir(self) -> Path:
+        """The editor's workspaces (dev-workspaces/SITE): deployable as sources, like source_roots."""
+        return self.state_dir / "dev-workspaces"
+
+    @property
     def routes_dir(self) -> Path:
         """One file per site, the address Caddy sends its requests to (proxy/render.py)."""
         return self.state_dir / "routes"

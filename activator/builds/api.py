@@ -46,12 +46,12 @@ async def deploy(request: web.Request) -> web.StreamResponse:
                 archive.unlink(missing_ok=True)
             raise
 
-    return await _stream(request, start, verbose)
+    return await stream_progress(request, start, verbose)
 
 
 async def rollback(request: web.Request) -> web.StreamResponse:
     deployer, name = _known(request)
-    return await _stream(request, lambda say: deployer.rollback(name, say), verbose=False)
+    return await stream_progress(request, lambda say: deployer.rollback(name, say), verbose=False)
 
 
 async def releases(request: web.Request) -> web.Response:
@@ -79,7 +79,7 @@ async def _upload(request: web.Request, deployer: Deployer) -> Path:
     return path
 
 
-async def _stream(
+async def stream_progress(
     request: web.Request, start: Callable[[Progress], asyncio.Task[Release]], verbose: bool
 ) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})

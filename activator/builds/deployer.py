@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -154,7 +155,7 @@ class Deployer:
                     raise DeployFailed(site.name, "it has no `source` in the config: give a folder (--from DIR)")
                 if not given.is_absolute():
                     raise DeployFailed(site.name, f"{given} is not an absolute path")
-                if not self._builds.allows(given):
+                if not self._builds.allows(given) and not _beneath(given, self.config.server.workspaces_dir):
                     roots = ", ".join(map(str, self._builds.source_roots))
                     raise DeployFailed(
                         site.name, f"{given} is outside the allowed folders ([builds] source_roots: {roots})"
@@ -351,6 +352,11 @@ def retrieved(task: asyncio.Task[Release]) -> None:
     """A deploy nobody waits for (at startup, after a reload): its failure is logged and recorded already."""
     if not task.cancelled() and (exc := task.exception()) is not None and not isinstance(exc, DeployFailed):
         log.error("deploy failed: %r", exc)
+
+
+def _beneath(path: Path, folder: Path) -> bool:
+    real, top = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return top in real.parents
 
 
 def _release_kind(site: SiteConfig) -> str:

@@ -16,6 +16,10 @@ from pathlib import Path
 import orjson
 from aiohttp import WSMsgType, web
 
+from activator.builds.api import stream_progress
+from activator.builds.deployer import Progress
+from activator.builds.releases import Release
+from activator.builds.sources import snapshot
 from activator.editor.access import Access, origin_allowed
 from activator.editor.protocol import MAX_MESSAGE, ProtocolError, Session
 from activator.editor.watcher import Watcher
@@ -23,7 +27,12 @@ from activator.editor.workspace import Workspace
 
 log = logging.getLogger("activator.editor")
 UNAUTHORIZED = "unauthorized\n"  # every refusal says the same: nothing about why
+WORKSPACE_COPY_LIMIT = 500 << 20  # a source larger is not copied into a workspace
 SITE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+
+
+# The deploy path of builds/: (site, progress, folder) -> the deploy's task.
+Deploy = Callable[[str, Progress, Path], "asyncio.Task[Release]"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,7 @@ class EditorSettings:
     session_ttl: float = 12 * 3600.0
     secure_cookie: bool = True  # False only for tests over plain HTTP
     preview: str = "https://{site}-dev.localhost/"  # each site's preview, as a browser reaches it
+    sources: dict[str, Path] | None = None  # each site's source: a workspace is made from it when first opened
 
     def preview_url(self, site: str) -> str:
         return self.preview.replace("{site}", site)
@@ -42,6 +52,7 @@ class EditorSettings:
 SETTINGS = web.AppKey("editor_settings", EditorSettings)
 ACCESS = web.AppKey("editor_access", Access)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("editor_clock")
+DEPLOY: web.AppKey[Deploy] = web.AppKey("editor_deploy")
 
 
 def cookie_name(site: str) -> str:
@@ -105,8 +116,7 @@ async def sync(request: web.Request) -> web.WebSocketResponse:
     await _authorized(request, site)
     if not origin_allowed(request.headers.get("Origin"), settings.host):
         raise web.HTTPUnauthorized(text=UNAUTHORIZED)
-    root = settings.workspaces / site
-    await asyncio.to_thread(root.mkdir, 0o755, True, True)
+    root = await workspace_of(settings, site)
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30.0)
     await ws.prepare(request)
     session = Session(Workspace(root))
@@ -134,6 +144,29 @@ async def sync(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+async def workspace_of(settings: EditorSettings, site: str) -> Path:
+    """The site's workspace: made from its source the first time it is opened (a copy; the source is not
+    edited in place), empty if it has none."""
+    root = settings.workspaces / site
+    if not await asyncio.to_thread(root.is_dir):
+        source = (settings.sources or {}).get(site)
+        if source is not None and await asyncio.to_thread(source.is_dir):
+            await asyncio.to_thread(snapshot, source, root, WORKSPACE_COPY_LIMIT)
+        else:
+            await asyncio.to_thread(root.mkdir, 0o755, True, True)
+    return root
+
+
+async def deploy(request: web.Request) -> web.StreamResponse:
+    """POST /sites/{site}/deploy: the workspace deployed through the deploy path (progress as JSON lines)."""
+    site, settings = _site(request), request.app[SETTINGS]
+    await _authorized(request, site)
+    if not origin_allowed(request.headers.get("Origin"), settings.host):
+        raise web.HTTPUnauthorized(text=UNAUTHORIZED)
+    root = await workspace_of(settings, site)
+    return await stream_progress(request, lambda say: request.app[DEPLOY](site, say, root), verbose=False)
+
+
 async def _push(ws: web.WebSocketResponse, pushes: asyncio.Queue[str]) -> None:
     while True:
         path = await pushes.get()
@@ -141,10 +174,13 @@ async def _push(ws: web.WebSocketResponse, pushes: asyncio.Queue[str]) -> None:
 
 
 def make_editor_app(
-    settings: EditorSettings, access: Access, clock: Callable[[], float] = time.time
+    settings: EditorSettings, access: Access, deploy_from: Deploy | None = None, clock: Callable[[], float] = time.time
 ) -> web.Application:
     app = web.Application()
     app[SETTINGS], app[ACCESS], app[CLOCK] = settings, access, clock
+    if deploy_from is not None:
+        app[DEPLOY] = deploy_from
+        app.router.add_post("/sites/{site}/deploy", deploy)
     app.router.add_get("/sites/{site}/login", login)
     app.router.add_get("/sites/{site}/", page)
     app.router.add_get("/static/editor.js", bundle)

@@ -125,9 +125,37 @@ def admin_config(caddy: CaddyConfig) -> dict[str, Any]:
     return admin
 
 
+EDITOR_ROUTE = "dialup-editor"
+
+
+def editor_routes(config: Config) -> list[dict[str, Any]]:
+    """The editor on its host (its WebSockets through Caddy too); each static site's preview, its workspace's
+    files as they are saved (dev containers preview the other kinds)."""
+    editor = config.editor
+    if not editor.enabled:
+        return []
+    routes: list[dict[str, Any]] = [
+        {
+            "@id": EDITOR_ROUTE,
+            "match": [{"host": [editor.host]}],
+            "handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": str(editor.listen)}]}],
+            "terminal": True,
+        }
+    ]
+    for site in config.sites:
+        if site.serves_files:
+            root = config.server.workspaces_dir / site.name
+            handle = [
+                {"handler": "headers", "response": {"set": {"Cache-Control": ["no-store"]}}},
+                {"handler": "file_server", "root": str(root), "hide": [".git", ".dialup-write-*"]},
+            ]
+            routes.append({"match": [{"host": [editor.preview_of(site.name)]}], "handle": handle, "terminal": True})
+    return routes
+
+
 def server(config: Config) -> dict[str, Any]:
-    """dialup's own server: one route per site, then a 404."""
-    routes = [site_route(site, config) for site in config.sites]
+    """dialup's own server: one route per site, the editor's, then a 404."""
+    routes = [site_route(site, config) for site in config.sites] + editor_routes(config)
     routes.append({"handle": [{"handler": "static_response", "status_code": 404, "body": "unknown host\n"}]})
     caddy = config.caddy
     if (named := named_hosts_route(config)) is not None:

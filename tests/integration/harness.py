@@ -92,7 +92,9 @@ class Deployment:
         caddy = dict(server.pop("caddy", {}))  # keys for the [caddy] table (its listen and admin are the harness's)
         manage = caddy.pop("manage", True)
         tables = {
-            key: server.pop(key) for key in ("budget", "thresholds", "defaults", "holder", "builds") if key in server
+            key: server.pop(key)
+            for key in ("budget", "thresholds", "defaults", "holder", "builds", "editor")
+            if key in server
         }
         lines = [
             "[server]",
