@@ -128,7 +128,7 @@ async def editor_token(config: Config, site: str, now: float) -> str:
     """A login link to edit the site in the browser (its token stored as a hash: shown once, here)."""
     if not config.editor.enabled:
         raise NoSuchSite("there is no [editor] host in the config: set one to edit sites in the browser")
-    if site not in {s.name for s in config.sites}:
+    if site not in {s.name for s in config.sites if not s.develops}:  # a development site is edited as its site
         raise NoSuchSite(f"no site {site!r} in {config.path}")
     store = Store(config.server.db_path)
     await store.open()

@@ -22,6 +22,8 @@ from activator.clock import SystemClock
 from activator.config import Config
 from activator.edge import HTTP, SUPERVISOR, BadRequestsInOneLine, make_edge_app, server_limits
 from activator.editor.access import Access
+from activator.editor.development import Development
+from activator.editor.folders import prepare_development
 from activator.editor.service import EditorSettings, make_editor_app
 from activator.model import ActivitySource
 from activator.monitor import Monitor
@@ -123,6 +125,7 @@ async def supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
         running, runtime, app[ROUTER], app[STORE], SystemClock(), HttpProber(app[HTTP]), measure
     )
     runtime.watch(supervisor.on_container_event)
+    await asyncio.to_thread(prepare_development, config)  # what development containers bind, before they are made
     await supervisor.adopt()
     yield
     await supervisor.close()
@@ -202,17 +205,20 @@ async def editor_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = EditorSettings(
         host=editor_origin(config).partition("://")[2],
         workspaces=config.server.workspaces_dir,
-        sites=frozenset(s.name for s in config.sites),
+        sites=frozenset(s.name for s in config.sites if not s.develops),
+        developed=frozenset(s.develops for s in config.sites if s.develops),
         session_ttl=config.editor.session_ttl,
         secure_cookie=config.caddy.automatic_https,
         preview=editor_origin(config).replace(config.editor.host, config.editor.preview_host) + "/",
         sources={s.name: s.source for s in config.sites if s.source is not None},
     )
-    runner = web.AppRunner(make_editor_app(settings, access, deploy_from), access_log=None)
+    development = Development(app[SUPERVISOR], {s.develops: s.name for s in config.sites if s.develops})
+    runner = web.AppRunner(make_editor_app(settings, access, deploy_from, development=development), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, config.editor.listen.host, config.editor.listen.port).start()
     yield
     await runner.cleanup()
+    await development.close()
 
 
 async def admin_ctx(app: web.Application) -> AsyncIterator[None]:

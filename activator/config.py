@@ -42,6 +42,7 @@ from activator.config_values import (
 )
 from activator.config_values import ConfigError as ConfigError  # re-exported: callers import it from here
 from activator.config_values import HostPort as HostPort
+from activator.editor import devserver
 from activator.model import ActivitySource, Kind, Network, Strategy
 
 
@@ -85,6 +86,11 @@ class ServerConfig:
         return self.state_dir / "dev-workspaces"
 
     @property
+    def dev_cache_dir(self) -> Path:
+        """Each development container's installed packages (dev-cache/SITE), kept between its runs."""
+        return self.state_dir / "dev-cache"
+
+    @property
     def routes_dir(self) -> Path:
         """One file per site, the address Caddy sends its requests to (proxy/render.py)."""
         return self.state_dir / "routes"
@@ -120,6 +126,12 @@ class SiteConfig:
     compress: bool = True  # text responses compressed (zstd, gzip) for clients that accept it
     source: Path | None = None  # a folder of the site's files, built by dialup (activator/builds/)
     release: str = ""  # the image of the live release built from `source` (set from the releases, not the file)
+    # A development container ([editor]; never from the file): the site whose workspace it runs, the folders
+    # bound into it (host path, path inside, read-only), and who it runs as ("uid:gid"; "": the image's user).
+    develops: str = ""
+    mounts: tuple[tuple[str, str, bool], ...] = ()
+    user: str = ""
+    workdir: str = ""
 
     @property
     def run_image(self) -> str:
@@ -255,6 +267,30 @@ def _site(path: Path, index: int, data: object, inherited: dict[str, Any], build
     return site
 
 
+DEV_KINDS = frozenset({Kind.NODE, Kind.ASTRO, Kind.NEXT})  # the recipes' kinds: a static site's preview is its files
+
+
+def development_site(site: SiteConfig, editor: EditorConfig, builds: BuildsConfig, server: ServerConfig) -> SiteConfig:
+    """The development container of a site built from source (activator/editor/devserver.py)."""
+    uid, gid = devserver.dev_user()
+    return SiteConfig(
+        name=site.name + devserver.SUFFIX,
+        hosts=(editor.preview_of(site.name),),
+        image=builds.node_image,
+        port=site.port,
+        kind=Kind.DEVELOPMENT,
+        start_timeout=max(site.start_timeout, devserver.START_TIMEOUT),
+        command=devserver.command(site.kind),
+        env=devserver.environment(site.port) + site.env,
+        idle_timeout=editor.idle_timeout,
+        network=site.network,
+        develops=site.name,
+        mounts=devserver.mounts(server.workspaces_dir / site.name, server.dev_cache_dir / site.name),
+        user=f"{uid}:{gid}",
+        workdir="/app",
+    )
+
+
 def load_config(path: Path | str) -> Config:
     """Read and validate a config file, or raise ConfigError naming the file, key and value."""
     path = Path(path)
@@ -330,16 +366,25 @@ def load_config(path: Path | str) -> Config:
     raw_sites = root.get("sites", _typed(list, "an array of [[sites]] tables"), [])
     sites = tuple(_site(path, i, data, inherited, builds) for i, data in enumerate(raw_sites))
     root.done()
+    if editor.enabled:
+        sites += tuple(
+            development_site(s, editor, builds, server) for s in sites if s.source is not None and s.kind in DEV_KINDS
+        )
 
     seen_names: set[str] = set()
     seen_hosts: dict[str, str] = {}
     for i, site in enumerate(sites):
+        # A development site is named after its site and takes its host from [editor] preview_host: a clash
+        # is that setting's.
+        dev = site.develops
+        name_key, hosts_key = ("editor.preview_host",) * 2 if dev else (f"sites[{i}].name", f"sites[{i}].hosts")
         if site.name in seen_names:
-            raise ConfigError(path, f"sites[{i}].name", site.name, "duplicate site name")
+            why = f"the development site of {site.develops!r} is named so" if site.develops else ""
+            raise ConfigError(path, name_key, site.name, f"duplicate site name{' (' + why + ')' if why else ''}")
         seen_names.add(site.name)
         for host in site.hosts:
             if host in seen_hosts:
-                raise ConfigError(path, f"sites[{i}].hosts", host, f"host already used by site {seen_hosts[host]!r}")
+                raise ConfigError(path, hosts_key, host, f"host already used by site {seen_hosts[host]!r}")
             seen_hosts[host] = site.name
     return Config(
         path=path,

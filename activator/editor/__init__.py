@@ -1,3 +1,3 @@
-"""The editor sidecar (issue 13), in progress: workspace file operations beneath the workspace
-(workspace.py), per-site tokens and sessions (access.py), the sync protocol's handler (protocol.py) and the
-inotify watcher that tells open tabs of changes (watcher.py). Not wired into `dialup up` yet."""
+"""The editor sidecar: workspace file operations beneath the workspace (workspace.py), per-site tokens and
+sessions (access.py), the sync protocol (protocol.py), the inotify watcher that tells open tabs of changes
+(watcher.py), the HTTP and WebSocket service (service.py), and development containers (devserver.py)."""

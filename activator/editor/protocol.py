@@ -48,7 +48,7 @@ class Session:
         except (PathRefused, NotFound, ProtocolError, UnicodeDecodeError) as exc:
             kind = "not found" if isinstance(exc, NotFound) else "refused"
             return {"id": ident, "ok": False, "error": f"{kind}: {exc}"}
-        return {"id": ident, "ok": True, **result}
+        return {"id": ident, "op": message["op"], "ok": True, **result}
 
     def _do(self, m: dict[str, Any]) -> dict[str, Any]:
         op = m["op"]

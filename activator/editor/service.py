@@ -10,7 +10,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -19,17 +19,20 @@ from aiohttp import WSMsgType, web
 from activator.builds.api import stream_progress
 from activator.builds.deployer import Progress
 from activator.builds.releases import Release
-from activator.builds.sources import snapshot
 from activator.editor.access import Access, origin_allowed
+from activator.editor.development import Development
+from activator.editor.devserver import dev_user
+from activator.editor.folders import ensure_workspace
 from activator.editor.protocol import MAX_MESSAGE, ProtocolError, Session
 from activator.editor.watcher import Watcher
 from activator.editor.workspace import Workspace
 
 log = logging.getLogger("activator.editor")
 UNAUTHORIZED = "unauthorized\n"  # every refusal says the same: nothing about why
-WORKSPACE_COPY_LIMIT = 500 << 20  # a source larger is not copied into a workspace
 SITE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 
+
+CHANGES = frozenset({"write", "create", "rename", "delete"})  # the ops that change the workspace
 
 # The deploy path of builds/: (site, progress, folder) -> the deploy's task.
 Deploy = Callable[[str, Progress, Path], "asyncio.Task[Release]"]
@@ -44,6 +47,8 @@ class EditorSettings:
     secure_cookie: bool = True  # False only for tests over plain HTTP
     preview: str = "https://{site}-dev.localhost/"  # each site's preview, as a browser reaches it
     sources: dict[str, Path] | None = None  # each site's source: a workspace is made from it when first opened
+    developed: frozenset[str] = frozenset()  # the sites with a development container (the others' preview: files)
+    owner: tuple[int, int] = field(default_factory=dev_user)  # of what is written (the dev containers' user)
 
     def preview_url(self, site: str) -> str:
         return self.preview.replace("{site}", site)
@@ -52,6 +57,7 @@ class EditorSettings:
 SETTINGS = web.AppKey("editor_settings", EditorSettings)
 ACCESS = web.AppKey("editor_access", Access)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("editor_clock")
+DEVELOPMENT = web.AppKey("editor_development", Development)
 DEPLOY: web.AppKey[Deploy] = web.AppKey("editor_deploy")
 
 
@@ -97,7 +103,9 @@ async def page(request: web.Request) -> web.Response:
     site, settings = _site(request), request.app[SETTINGS]
     await _authorized(request, site)
     preview = settings.preview_url(site)
+    kind = "dev" if site in settings.developed else "files"
     text = (await asyncio.to_thread(PAGE.read_text)).replace("{site}", site).replace("{preview}", html.escape(preview))
+    text = text.replace("{preview_kind}", kind)
     # Scripts and connections of the editor itself only (its settings are data attributes, not a script);
     # the preview is the one frame allowed.
     policy = f"default-src 'self'; style-src 'self' 'unsafe-inline'; frame-src {preview}"
@@ -119,7 +127,10 @@ async def sync(request: web.Request) -> web.WebSocketResponse:
     root = await workspace_of(settings, site)
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30.0)
     await ws.prepare(request)
-    session = Session(Workspace(root))
+    session = Session(Workspace(root, owner=settings.owner))
+    development = request.app.get(DEVELOPMENT)
+    if development is not None:
+        development.opened(site)
     pushes: asyncio.Queue[str] = asyncio.Queue(maxsize=1000)
 
     def changed(path: str) -> None:
@@ -137,6 +148,8 @@ async def sync(request: web.Request) -> web.WebSocketResponse:
                 answer = await session.handle(orjson.loads(message.data))
             except (ProtocolError, orjson.JSONDecodeError) as exc:
                 answer = {"ok": False, "error": f"refused: {exc}"}
+            if development is not None and answer.get("ok") and answer.get("op") in CHANGES:
+                development.edited(site)
             await ws.send_str(orjson.dumps(answer).decode())
     finally:
         pusher.cancel()
@@ -147,14 +160,8 @@ async def sync(request: web.Request) -> web.WebSocketResponse:
 async def workspace_of(settings: EditorSettings, site: str) -> Path:
     """The site's workspace: made from its source the first time it is opened (a copy; the source is not
     edited in place), empty if it has none."""
-    root = settings.workspaces / site
-    if not await asyncio.to_thread(root.is_dir):
-        source = (settings.sources or {}).get(site)
-        if source is not None and await asyncio.to_thread(source.is_dir):
-            await asyncio.to_thread(snapshot, source, root, WORKSPACE_COPY_LIMIT)
-        else:
-            await asyncio.to_thread(root.mkdir, 0o755, True, True)
-    return root
+    source = (settings.sources or {}).get(site)
+    return await asyncio.to_thread(ensure_workspace, settings.workspaces / site, source, settings.owner)
 
 
 async def deploy(request: web.Request) -> web.StreamResponse:
@@ -174,10 +181,16 @@ async def _push(ws: web.WebSocketResponse, pushes: asyncio.Queue[str]) -> None:
 
 
 def make_editor_app(
-    settings: EditorSettings, access: Access, deploy_from: Deploy | None = None, clock: Callable[[], float] = time.time
+    settings: EditorSettings,
+    access: Access,
+    deploy_from: Deploy | None = None,
+    clock: Callable[[], float] = time.time,
+    development: Development | None = None,
 ) -> web.Application:
     app = web.Application()
     app[SETTINGS], app[ACCESS], app[CLOCK] = settings, access, clock
+    if development is not None:
+        app[DEVELOPMENT] = development
     if deploy_from is not None:
         app[DEPLOY] = deploy_from
         app.router.add_post("/sites/{site}/deploy", deploy)

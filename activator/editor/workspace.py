@@ -16,6 +16,7 @@ import hashlib
 import os
 import secrets
 import stat
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 PROTECTED = frozenset({".git", "node_modules"})  # read, never written (version control, installed packages)
 TEMP_PREFIX = ".dialup-write-"  # a write's temporary file, beside its target
+RECOUNT = 10.0  # seconds: how stale the count of a workspace's files and bytes may be when a write is checked
 
 
 class PathRefused(Exception):
@@ -76,8 +78,12 @@ def parts_of(path: str) -> tuple[str, ...]:
 class Workspace:
     """One site's workspace folder. Every operation resolves its path from an fd of the workspace itself."""
 
-    def __init__(self, root: Path, limits: Limits = Limits()) -> None:
+    def __init__(self, root: Path, limits: Limits = Limits(), owner: tuple[int, int] | None = None) -> None:
         self.root, self.limits = root, limits
+        # Who owns what is written (files and folders made here): the development container's user, which must
+        # be able to change them too. None: whoever runs this.
+        self.owner = owner
+        self._usage: tuple[float, int, int] | None = None  # when counted, files, bytes (see _check_room)
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -126,8 +132,12 @@ class Workspace:
             current = self._current(folder, parts[-1], path)
             if (current[1] if current else None) != base_hash:
                 raise Conflict(path, current[0] if current else None, current[1] if current else None)
-            self._check_room(len(data) - (len(current[0]) if current else 0), new_file=current is None)
-            self._replace(folder, parts[-1], data)
+            growth = len(data) - (len(current[0]) if current else 0)
+            self._check_room(growth, new_file=current is None)
+            self._replace(folder, parts[-1], data, self.owner)
+            if self._usage is not None:
+                counted, files, total = self._usage
+                self._usage = counted, files + (current is None), total + growth
         return content_hash(data)
 
     def rename(self, old: str, new: str) -> None:
@@ -174,6 +184,9 @@ class Workspace:
                         os.mkdir(part, 0o755, dir_fd=fd)
                     except FileExistsError:
                         pass
+                    else:
+                        if self.owner is not None:
+                            os.chown(part, *self.owner, dir_fd=fd, follow_symlinks=False)
                 try:
                     child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
                 except FileNotFoundError:
@@ -211,12 +224,14 @@ class Workspace:
         return data, content_hash(data)
 
     @staticmethod
-    def _replace(folder: int, name: str, data: bytes) -> None:
+    def _replace(folder: int, name: str, data: bytes, owner: tuple[int, int] | None) -> None:
         """A new file beside the target, renamed over it: readers see the old content or the new, and a link at
         the target's name is replaced, not written through."""
         tmp = f"{TEMP_PREFIX}{secrets.token_hex(8)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=folder)
         try:
+            if owner is not None:
+                os.fchown(fd, *owner)
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
                 out.flush()
@@ -236,10 +251,16 @@ class Workspace:
         return parts
 
     def _check_room(self, growth: int, *, new_file: bool) -> None:
-        files = total = 0
-        for entry in self.tree():
-            if entry.kind == "file":
-                files, total = files + 1, total + entry.size
+        # Counted by a walk at most every RECOUNT seconds (others change the workspace too: the dev server, npm),
+        # and kept up to date by this workspace's own writes between: a save does not walk the whole tree.
+        now = time.monotonic()
+        if self._usage is None or now - self._usage[0] > RECOUNT:
+            files = total = 0
+            for entry in self.tree():
+                if entry.kind == "file":
+                    files, total = files + 1, total + entry.size
+            self._usage = (now, files, total)
+        _, files, total = self._usage
         if new_file and files + 1 > self.limits.files:
             raise PathRefused(f"the workspace has {self.limits.files} files already")
         if total + growth > self.limits.total:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import docker
 import docker.errors
-from docker.types import Ulimit
+from docker.types import Mount, Ulimit
 
 from activator.config import HolderConfig, SiteConfig
 from activator.errors import ContainerExists, ContainerGone, ImageMissing, RuntimeUnavailable, StartFailed
@@ -153,6 +153,9 @@ class DockerRuntime:
                     cap_add=list(site.cap_add) or None,
                     read_only=site.read_only,
                     tmpfs={"/tmp": "rw,nosuid,nodev,size=64m"} if site.read_only else None,
+                    mounts=[Mount(inside, host, type="bind", read_only=ro) for host, inside, ro in site.mounts],
+                    user=site.user or None,
+                    working_dir=site.workdir or None,
                     detach=True,
                     **network,
                     **_hardened(site.pids_limit, NOFILE),

@@ -8,10 +8,13 @@ import {javascript} from "@codemirror/lang-javascript";
 import {json} from "@codemirror/lang-json";
 import {markdown} from "@codemirror/lang-markdown";
 
-const {site, preview} = document.body.dataset; // set by the server (no inline script: a strict CSP)
+const {site, preview, previewKind} = document.body.dataset; // set by the server (no inline script: a strict CSP)
 const LANGUAGES = {html, htm: html, css, js: javascript, mjs: javascript, ts: () => javascript({typescript: true}),
   jsx: () => javascript({jsx: true}), json, md: markdown};
 const SAVE_AFTER_MS = 300; // a pause in typing this long saves the file
+// The preview reloads this long after a change: at once for files served as they are; a development container's
+// server first notices the change and starts again (a framework's own hot reload does better, where there is one).
+const PREVIEW_AFTER_MS = previewKind === "dev" ? 500 : 30;
 
 const $ = (id) => document.getElementById(id);
 let socket = null, nextId = 1, waiting = new Map(), retry = 250;
@@ -128,13 +131,18 @@ function conflict(mine, answer) {
 }
 
 function changed(path) {
+  refreshPreview();
   if (!file || path !== file.path) return listTree();
   if (!pending && $("state").dataset.kind === "saved") open(path); // changed by another tab or a tool
 }
 
+let previewTimer = null;
 function refreshPreview() {
-  const frame = $("preview");
-  if (frame.src) frame.src = frame.src; // the dev server's own hot reload does better where there is one
+  clearTimeout(previewTimer); // one reload for a burst of changes
+  previewTimer = setTimeout(() => {
+    const frame = $("preview");
+    if (frame.src) frame.src = frame.src;
+  }, PREVIEW_AFTER_MS);
 }
 
 async function deploy() {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Any
 
 import aiohttp
@@ -69,4 +70,108 @@ async def _answer(ws: aiohttp.ClientWebSocketResponse, ident: int) -> dict[str, 
     while True:
         message = await ws.receive_json(timeout=5)
         if message.get("id") == ident:
+            return dict(message)
+
+
+NODE_APP = {
+    "package.json": json.dumps({"name": "app", "version": "1.0.0", "scripts": {"start": "node server.js"}}),
+    "server.js": 'require("http").createServer((q, s) => s.end("v1")).listen(process.env.PORT);\n',
+}
+
+
+async def test_a_node_site_gets_a_development_container_with_its_workspace_live_at_the_preview(deploy: Any) -> None:
+    from activator.builds.base_image import ensure_node_base
+
+    base = await asyncio.to_thread(ensure_node_base, log=lambda line: None)  # made once per machine (minutes)
+    d: Deployment = await deploy(
+        [{"name": "app", "hosts": ["app.localhost"], "source": "sources/app", "kind": "node"}],
+        start=False,
+        builds={"source_roots": ["sources"], "node_image": base},
+        editor={
+            "host": "editor.localhost",
+            "listen": f"127.0.0.1:{free_port()}",
+            "preview_host": "{site}-dev.localhost",
+            "idle_timeout": "4s",
+        },
+    )
+    (d.dir / "sources" / "app").mkdir(parents=True)
+    for name, text in NODE_APP.items():
+        (d.dir / "sources" / "app" / name).write_text(text)
+    await d.start()
+    preview = f"app-dev.localhost:{d.http_port}"
+
+    async def body(host: str) -> str:
+        async with aiohttp.ClientSession() as s, s.get(d.url, headers={"Host": host}) as r:
+            return await r.text() if r.status == 200 else f"({r.status})"
+
+    # The development container is a site of kind `development`, made at startup like any site, stopped.
+    dev = await asyncio.to_thread(d.container, "app-dev")
+    config, host = dev.attrs["Config"], dev.attrs["HostConfig"]
+    assert config["User"] == "1000:1000" if os.getuid() == 0 else f"{os.getuid()}:{os.getgid()}"
+    assert config["WorkingDir"] == "/app" and config["Labels"]["dialup.site"] == "app-dev"
+    assert (host["Memory"], host["NanoCpus"], host["CpuShares"], host["PidsLimit"]) == (512 << 20, 25 * 10**7, 1024, 50)
+    assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"]
+    binds = {m["Target"]: (m["Source"], m.get("ReadOnly", False)) for m in host["Mounts"]}
+    workspace = d.dir / "state" / "dev-workspaces" / "app"
+    assert binds["/app"] == (str(workspace), False)
+    assert binds["/app/node_modules"] == (str(d.dir / "state" / "dev-cache" / "app"), False)
+    assert (workspace / "server.js").read_text() == NODE_APP["server.js"]  # made from the site's source
+
+    # Opening the site in the editor starts it (through the activator, as a preview request would).
+    made = await asyncio.to_thread(d.command, "editor-token", "app")
+    assert made.returncode == 0, made.stderr
+    editor = {"Host": f"editor.localhost:{d.http_port}", "Origin": f"http://editor.localhost:{d.http_port}"}
+    async with aiohttp.ClientSession() as s:
+        async with s.get(d.url + made.stdout.strip().partition(str(d.http_port))[2], headers=editor,
+                         allow_redirects=False) as r:  # fmt: skip
+            cookie = r.headers["Set-Cookie"].partition(";")[0]
+        async with s.ws_connect(d.url + "/sites/app/ws", headers={**editor, "Cookie": cookie}) as ws:
+
+            async def running() -> bool:
+                return await asyncio.to_thread(lambda: d.container("app-dev").status == "running")
+
+            await until(running, 60, "the development container, started by the editor opening the site")
+            assert await body(preview) == "v1"
+            top = await asyncio.to_thread(dev.top, ps_args="-o pid,uid,args")
+            assert all(row[1] != "0" for row in top["Processes"]), top  # no process of the dev server is root
+
+            # Each save restarts the app (its folder is watched: a save renames a new file into place, twice
+            # over here, which a watch of the file alone would miss the second time).
+            version = (await _request(ws, {"op": "open", "path": "server.js"}))["hash"]
+            for text in ("v2", "v3"):
+                code = NODE_APP["server.js"].replace("v1", text)
+                written = await _request(ws, {"op": "write", "path": "server.js", "content": code, "base": version})
+                assert written["ok"], written
+                version = written["hash"]
+
+                async def shows(text: str = text) -> bool:
+                    return await body(preview) == text
+
+                await until(shows, 30, f"the preview showing {text}")
+            assert await body("app.localhost") == "v1"  # production: not before a deploy
+
+            # A file the dev server writes is the workspace's: the tab is told, and it belongs to its user.
+            await asyncio.to_thread(dev.exec_run, ["sh", "-c", "echo made > /app/made.txt"], user="1000:1000")
+            assert (await _push(ws))["path"] == "made.txt"
+            assert (workspace / "server.js").stat().st_uid == (1000 if os.getuid() == 0 else os.getuid())
+
+        # No edit and no preview request for [editor] idle_timeout: stopped, like an idle site.
+        async def stopped() -> bool:
+            return await asyncio.to_thread(lambda: d.container("app-dev").status == "exited")
+
+        await until(stopped, 60, "the idle development container stopping")
+        assert await body(preview) == "v3"  # a preview request starts it again
+    assert any(e["kind"] == "stopped" for e in await d.events("app-dev"))
+
+
+async def _request(ws: aiohttp.ClientWebSocketResponse, message: dict[str, Any]) -> dict[str, Any]:
+    ident = id(message)
+    await ws.send_json({**message, "id": ident})
+    return await _answer(ws, ident)
+
+
+async def _push(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    while True:
+        message = await ws.receive_json(timeout=10)
+        if message.get("op") == "changed":
             return dict(message)

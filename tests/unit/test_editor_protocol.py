@@ -22,7 +22,14 @@ def root(tmp_path: Path) -> Path:
 async def test_two_tabs_edit_one_file_and_the_second_gets_a_conflict_with_the_current_content(root: Path) -> None:
     one, two = Session(Workspace(root)), Session(Workspace(root))
     opened = await one.handle({"id": 1, "op": "open", "path": "index.html"})
-    assert opened == {"id": 1, "ok": True, "path": "index.html", "content": "hello", "hash": opened["hash"]}
+    assert opened == {
+        "id": 1,
+        "op": "open",
+        "ok": True,
+        "path": "index.html",
+        "content": "hello",
+        "hash": opened["hash"],
+    }
     seen_by_two = (await two.handle({"id": 1, "op": "open", "path": "index.html"}))["hash"]
     saved = await one.handle({"id": 2, "op": "write", "path": "index.html", "content": "one", "base": opened["hash"]})
     assert saved["ok"] is True

@@ -129,3 +129,34 @@ def test_missing_files(ws: Workspace) -> None:
         ws.read("nope.html")
     with pytest.raises(NotFound):
         ws.delete("nope.html")
+
+
+def test_room_is_counted_by_a_walk_at_most_every_recount_and_kept_by_own_writes_between(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    walks: list[int] = []
+    tree = ws.tree
+    monkeypatch.setattr(ws, "tree", lambda: walks.append(1) or tree())
+    for i in range(8):  # 2 files there, 8 more: the limit of 10
+        ws.write(f"f{i}.txt", b"x" * 100, None)
+    with pytest.raises(PathRefused, match="has 10 files already"):
+        ws.write("f8.txt", b"x", None)
+    assert len(walks) == 1  # one walk, then the writes' own counts
+    for i in range(8):  # another (the dev server) removes files and writes a large one
+        (ws.root / f"f{i}.txt").unlink()
+    (ws.root / "grown.bin").write_bytes(b"y" * 3900)
+    with pytest.raises(PathRefused, match="has 10 files already"):
+        ws.write("f8.txt", b"x", None)  # the count is not yet stale
+    monkeypatch.setattr("activator.editor.workspace.RECOUNT", 0.0)
+    with pytest.raises(PathRefused, match="would be larger"):
+        ws.write("more.txt", b"z" * 200, None)  # counted again: 3 files, 3908 bytes
+    assert len(walks) == 2
+
+
+def test_what_is_written_belongs_to_the_owner_given(outside: Path) -> None:
+    owner = (4242, 4243) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+    ws = Workspace(outside / "other", owner=owner)
+    ws.write("new/deep/file.txt", b"x", None)
+    for path in ("new", "new/deep", "new/deep/file.txt"):
+        info = (outside / "other" / path).stat()
+        assert (info.st_uid, info.st_gid) == owner, path
