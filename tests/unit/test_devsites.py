@@ -26,7 +26,7 @@ def load(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
     for name in ("app", "docs", "api", "app-dev"):
         (tmp_path / "src" / name).mkdir(parents=True, exist_ok=True)
     path = tmp_path / "dialup.toml"
-    path.write_text(text)
+    path.write_text('[server]\nstate_dir = "state"\n' + text)
     return load_config(path)
 
 
