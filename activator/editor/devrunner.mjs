@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import { existsSync, readFileSync, readdirSync, watch } from "node:fs";
 import { join } from "node:path";
 
-const root = "/app", kind = process.argv[2], port = process.env.PORT;
+const root = process.env.DIALUP_APP ?? "/app", kind = process.argv[2], port = process.env.PORT;
 const pkg = existsSync(join(root, "package.json")) ? JSON.parse(readFileSync(join(root, "package.json"), "utf8")) : {};
 const bin = (name) => join(root, "node_modules", ".bin", name);
 const SKIP = new Set(["node_modules", ".git"]);

@@ -74,8 +74,15 @@ async def _answer(ws: aiohttp.ClientWebSocketResponse, ident: int) -> dict[str, 
 
 
 NODE_APP = {
-    "package.json": json.dumps({"name": "app", "version": "1.0.0", "scripts": {"start": "node server.js"}}),
-    "server.js": 'require("http").createServer((q, s) => s.end("v1")).listen(process.env.PORT);\n',
+    "package.json": json.dumps(
+        {"name": "app", "version": "1.0.0", "scripts": {"start": "node server.js"}, "dependencies": {"lib": "file:lib"}}
+    ),
+    # A dependency npm installs with no registry: a folder of the app's own. (The production recipe installs
+    # packages before it copies the app, so this app has no release: the development container needs none.)
+    "lib/package.json": json.dumps({"name": "lib", "version": "1.0.0"}),
+    "lib/index.js": 'module.exports = " with lib";\n',
+    "server.js": 'const lib = require("lib");\n'
+    'require("http").createServer((q, s) => s.end("v1" + lib)).listen(process.env.PORT);\n',
 }
 
 
@@ -94,7 +101,7 @@ async def test_a_node_site_gets_a_development_container_with_its_workspace_live_
             "idle_timeout": "4s",
         },
     )
-    (d.dir / "sources" / "app").mkdir(parents=True)
+    (d.dir / "sources" / "app" / "lib").mkdir(parents=True)
     for name, text in NODE_APP.items():
         (d.dir / "sources" / "app" / name).write_text(text)
     await d.start()
@@ -131,7 +138,7 @@ async def test_a_node_site_gets_a_development_container_with_its_workspace_live_
                 return await asyncio.to_thread(lambda: d.container("app-dev").status == "running")
 
             await until(running, 60, "the development container, started by the editor opening the site")
-            assert await body(preview) == "v1"
+            assert await body(preview) == "v1 with lib"
             top = await asyncio.to_thread(dev.top, ps_args="-o pid,uid,args")
             assert all(row[1] != "0" for row in top["Processes"]), top  # no process of the dev server is root
 
@@ -145,10 +152,9 @@ async def test_a_node_site_gets_a_development_container_with_its_workspace_live_
                 version = written["hash"]
 
                 async def shows(text: str = text) -> bool:
-                    return await body(preview) == text
+                    return await body(preview) == text + " with lib"
 
                 await until(shows, 30, f"the preview showing {text}")
-            assert await body("app.localhost") == "v1"  # production: not before a deploy
 
             # A file the dev server writes is the workspace's: the tab is told, and it belongs to its user.
             await asyncio.to_thread(dev.exec_run, ["sh", "-c", "echo made > /app/made.txt"], user="1000:1000")
@@ -160,8 +166,18 @@ async def test_a_node_site_gets_a_development_container_with_its_workspace_live_
             return await asyncio.to_thread(lambda: d.container("app-dev").status == "exited")
 
         await until(stopped, 60, "the idle development container stopping")
-        assert await body(preview) == "v3"  # a preview request starts it again
+        assert await body(preview) == "v3 with lib"  # a preview request starts it again
     assert any(e["kind"] == "stopped" for e in await d.events("app-dev"))
+    # Its packages were installed at the first start and kept: not again at the second (nothing changed).
+    logs = (await asyncio.to_thread(dev.logs)).decode()
+    assert logs.count("added 1 package") == 1, logs
+    cache = d.dir / "state" / "dev-cache" / "app"
+    assert (cache / "lib" / "index.js").is_file(), sorted(p.name for p in cache.iterdir())
+
+    async def build_failed() -> bool:  # the production recipe cannot install it (README, known limits)
+        return any(e["kind"] == "build_failed" for e in await d.events("app"))
+
+    await until(build_failed, 120, "the production build's failure")
 
 
 async def _request(ws: aiohttp.ClientWebSocketResponse, message: dict[str, Any]) -> dict[str, Any]:

@@ -39,7 +39,7 @@ def test_a_node_site_from_source_gets_a_development_site_on_its_preview_host(tmp
     )  # fmt: skip
     assert (dev.memory_limit, dev.cpu_quota, dev.cpu_weight, dev.pids_limit) == (512 * MiB, 0.25, 1024, 50)
     app = {s.name: s for s in config.sites}["app"]
-    assert dev.cpu_weight > app.cpu_weight  # while someone edits, it wins the CPU over the sites
+    assert dev.cpu_weight == 2 * app.cpu_weight  # while someone edits, it wins the CPU over the sites
     assert dev.idle_timeout == 600.0 and dev.source is None and not dev.serves_files
     state = config.server.state_dir
     assert dev.mounts == (

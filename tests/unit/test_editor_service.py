@@ -85,3 +85,16 @@ async def test_a_session_speaks_the_protocol_from_the_editors_origin_only(
         pushes = [await ws.receive_json(timeout=5)]
         while pushes[-1] != {"op": "changed", "path": "style.css"}:  # (its own save is pushed too)
             pushes.append(await ws.receive_json(timeout=5))
+
+
+async def test_the_page_allows_only_its_own_scripts_and_its_sites_preview(
+    editor: tuple[TestClient, Access, Path],
+) -> None:
+    client, access, _ = editor
+    await logged_in(client, access)
+    r = await client.get("/sites/blog/")
+    assert r.status == 200
+    policy = r.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "frame-src https://blog-dev.localhost/" in policy
+    assert "script-src" not in policy and "<script>" not in await r.text()  # no inline script, none elsewhere
+    assert 'data-preview-kind="files"' in await r.text()  # no development container: reloaded at once
