@@ -23,7 +23,7 @@ from activator.config import Config
 from activator.edge import HTTP, SUPERVISOR, BadRequestsInOneLine, make_edge_app, server_limits
 from activator.editor.access import Access
 from activator.editor.development import Development
-from activator.editor.folders import prepare_development
+from activator.editor.folders import prepare_workspaces
 from activator.editor.service import EditorSettings, make_editor_app
 from activator.model import ActivitySource
 from activator.monitor import Monitor
@@ -125,7 +125,7 @@ async def supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
         running, runtime, app[ROUTER], app[STORE], SystemClock(), HttpProber(app[HTTP]), measure
     )
     runtime.watch(supervisor.on_container_event)
-    await asyncio.to_thread(prepare_development, config)  # what development containers bind, before they are made
+    await asyncio.to_thread(prepare_workspaces, config)  # before development containers (binding them) are made
     await supervisor.adopt()
     yield
     await supervisor.close()

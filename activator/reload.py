@@ -18,7 +18,7 @@ from activator.builds.deployer import Deployer, retrieved
 from activator.builds.releases import Releases, with_releases
 from activator.config import Config, ConfigError, SiteConfig, load_config
 from activator.core.reloads import keep_release, plan, restart_needed
-from activator.editor.folders import prepare_development
+from activator.editor.folders import prepare_workspaces
 from activator.errors import SwapFailed
 from activator.monitor import Monitor
 from activator.proxy.caddy import CaddyRouter
@@ -76,7 +76,7 @@ class Reloader:
             for name in changes.removed:
                 outcome[name] = await self._step(name, "removed", self._remove(name))
             effective = {s.name: s for s in running.sites}
-            await asyncio.to_thread(prepare_development, running)  # what development containers added bind
+            await asyncio.to_thread(prepare_workspaces, running)  # sites added: their workspaces
             for site in changes.added:
                 if not site.serves_files:
                     outcome[site.name] = await self._step(site.name, "added", sup.add_site(effective[site.name]))

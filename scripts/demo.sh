@@ -13,6 +13,7 @@ Try, in another terminal:
   curl -H 'Host: home.localhost' http://127.0.0.1:8080/    # persistent: already running
   curl -H 'Host: docs.localhost' http://127.0.0.1:8080/    # deployed from examples/sources/docs (no container)
   .venv/bin/dialup deploy docs -c examples/demo.toml       # after editing examples/sources/docs/index.html
+  .venv/bin/dialup editor-token docs -c examples/demo.toml # a link: edit docs in the browser, its preview beside
   .venv/bin/dialup status -c examples/demo.toml
 
 MSG

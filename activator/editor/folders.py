@@ -58,9 +58,15 @@ def _own(top: Path, owner: tuple[int, int], *, walk: bool = True) -> None:
             os.chown(name, *owner, dir_fd=dir_fd, follow_symlinks=False)
 
 
-def prepare_development(config: Config) -> None:
-    """Every development site's folders, before its container is made (it binds them)."""
-    sources = {s.name: s.source for s in config.sites}
-    for dev in config.sites:
-        if dev.develops:
-            ensure_development(dev, sources.get(dev.develops), dev_user())
+def prepare_workspaces(config: Config) -> None:
+    """With the editor on: every editable site's workspace (so a preview answers before the editor opens it), and
+    every development site's cache, before its container is made (it binds both)."""
+    if not config.editor.enabled:
+        return
+    for site in config.sites:
+        if site.develops:
+            ensure_development(
+                site, next((s.source for s in config.sites if s.name == site.develops), None), dev_user()
+            )
+        elif site.source is not None:
+            ensure_workspace(config.server.workspaces_dir / site.name, site.source, dev_user())

@@ -39,6 +39,8 @@ async def test_edit_preview_and_deploy_a_static_site_through_caddy(deploy: Any) 
         return await body("blog.localhost") == "as deployed"
 
     await until(deployed, 30, "the first release")
+    # The workspace was made from the source at startup: its preview answers before the editor first opens it.
+    assert await body(f"blog-dev.localhost:{d.http_port}") == "as deployed"
 
     made = await asyncio.to_thread(d.command, "editor-token", "blog")
     assert made.returncode == 0, made.stderr

@@ -118,6 +118,8 @@ def test_the_demo_keeps_its_state_in_the_repository_not_in_tmp() -> None:
     assert config.server.state_dir == root / "examples" / ".dialup-demo"
     assert not config.caddy.admin.startswith("unix//tmp/")
     assert "examples/.dialup-demo/" in (root / ".gitignore").read_text().splitlines()
+    # Its docs site (from source) is editable in the browser, its preview beside it.
+    assert (config.editor.host, config.editor.preview_of("docs")) == ("editor.localhost", "docs-dev.localhost")
 
 
 @pytest.mark.parametrize(
