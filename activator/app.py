@@ -189,6 +189,19 @@ async def reloader_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+def editor_settings(config: Config) -> EditorSettings:
+    return EditorSettings(
+        host=editor_origin(config).partition("://")[2],
+        workspaces=config.server.workspaces_dir,
+        sites=frozenset(s.name for s in config.sites if not s.develops),
+        developed=frozenset(s.develops for s in config.sites if s.develops),
+        session_ttl=config.editor.session_ttl,
+        secure_cookie=config.caddy.automatic_https,
+        preview=editor_origin(config).replace(config.editor.host, config.editor.preview_host) + "/",
+        sources={s.name: s.source for s in config.sites if s.source is not None},
+    )
+
+
 async def editor_ctx(app: web.Application) -> AsyncIterator[None]:
     """The editor (when [editor] host is set), on its own listener behind Caddy's editor route."""
     config = app[CONFIG]
@@ -202,17 +215,17 @@ async def editor_ctx(app: web.Application) -> AsyncIterator[None]:
     def deploy_from(site: str, say: Progress, folder: Path) -> asyncio.Task[Release]:
         return deployer.deploy(site, say, folder=folder)
 
-    settings = EditorSettings(
-        host=editor_origin(config).partition("://")[2],
-        workspaces=config.server.workspaces_dir,
-        sites=frozenset(s.name for s in config.sites if not s.develops),
-        developed=frozenset(s.develops for s in config.sites if s.develops),
-        session_ttl=config.editor.session_ttl,
-        secure_cookie=config.caddy.automatic_https,
-        preview=editor_origin(config).replace(config.editor.host, config.editor.preview_host) + "/",
-        sources={s.name: s.source for s in config.sites if s.source is not None},
-    )
-    development = Development(app[SUPERVISOR], {s.develops: s.name for s in config.sites if s.develops})
+    reloader = app[RELOADER]
+    made: list[tuple[Config, EditorSettings]] = []
+
+    def settings() -> EditorSettings:
+        """The settings for the config as it runs now (a reload adds and removes sites), made once per config."""
+        now = reloader.config
+        if not made or made[0][0] is not now:
+            made[:] = [(now, editor_settings(now))]
+        return made[0][1]
+
+    development = Development(app[SUPERVISOR])
     runner = web.AppRunner(make_editor_app(settings, access, deploy_from, development=development), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, config.editor.listen.host, config.editor.listen.port).start()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from activator.editor.devserver import SUFFIX
 from activator.errors import SiteUnavailable
 from activator.supervisor import Supervisor
 
@@ -16,21 +17,25 @@ log = logging.getLogger("activator.editor")
 class Development:
     """Writer of nothing of its own but its start tasks: the starts and the activity are the supervisor's."""
 
-    def __init__(self, supervisor: Supervisor, dev_of: dict[str, str]) -> None:
+    def __init__(self, supervisor: Supervisor) -> None:
         self._supervisor = supervisor
-        self._dev_of = dev_of  # site -> its development site's name
         self._starts: set[asyncio.Task[None]] = set()
 
     def opened(self, site: str) -> None:
         """The editor opened the site: its development container starts, if it has one (in the background)."""
-        if site in self._dev_of:
-            task = asyncio.ensure_future(self._start(self._dev_of[site]))
+        if (name := self._dev_of(site)) is not None:
+            task = asyncio.ensure_future(self._start(name))
             self._starts.add(task)
             task.add_done_callback(self._starts.discard)
 
     def edited(self, site: str) -> None:
-        if site in self._dev_of:
-            self._supervisor.on_requests(self._dev_of[site], 1)
+        if (name := self._dev_of(site)) is not None:
+            self._supervisor.on_requests(name, 1)
+
+    def _dev_of(self, site: str) -> str | None:
+        """The site's development site, as the supervisor runs it now (a reload adds and removes them)."""
+        dev = self._supervisor.sites.get(site + SUFFIX)
+        return dev.name if dev is not None and dev.config.develops == site else None
 
     async def _start(self, name: str) -> None:
         dev = self._supervisor.sites.get(name)

@@ -54,7 +54,8 @@ class EditorSettings:
         return self.preview.replace("{site}", site)
 
 
-SETTINGS = web.AppKey("editor_settings", EditorSettings)
+# The settings as they are now (a reload of the config adds and removes sites).
+SETTINGS: web.AppKey[Callable[[], EditorSettings]] = web.AppKey("editor_settings")
 ACCESS = web.AppKey("editor_access", Access)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("editor_clock")
 DEVELOPMENT = web.AppKey("editor_development", Development)
@@ -67,14 +68,14 @@ def cookie_name(site: str) -> str:
 
 def _site(request: web.Request) -> str:
     site = request.match_info["site"]
-    if not SITE.match(site) or site not in request.app[SETTINGS].sites:
+    if not SITE.match(site) or site not in request.app[SETTINGS]().sites:
         raise web.HTTPUnauthorized(text=UNAUTHORIZED)
     return site
 
 
 async def login(request: web.Request) -> web.Response:
     """GET /sites/{site}/login?token=T: the token link `dialup editor-token` prints."""
-    site, settings = _site(request), request.app[SETTINGS]
+    site, settings = _site(request), request.app[SETTINGS]()
     session = await request.app[ACCESS].login(
         site, request.query.get("token", ""), request.app[CLOCK](), settings.session_ttl
     )
@@ -100,7 +101,7 @@ BUNDLE = Path(__file__).with_name("static") / "editor.js"  # built at set-up (sc
 
 async def page(request: web.Request) -> web.Response:
     """GET /sites/{site}/: the editor, for a session of this site."""
-    site, settings = _site(request), request.app[SETTINGS]
+    site, settings = _site(request), request.app[SETTINGS]()
     await _authorized(request, site)
     preview = settings.preview_url(site)
     kind = "dev" if site in settings.developed else "files"
@@ -120,7 +121,7 @@ async def bundle(request: web.Request) -> web.FileResponse:
 
 async def sync(request: web.Request) -> web.WebSocketResponse:
     """GET /sites/{site}/ws: the sync protocol, from the editor's own page only (Origin)."""
-    site, settings = _site(request), request.app[SETTINGS]
+    site, settings = _site(request), request.app[SETTINGS]()
     await _authorized(request, site)
     if not origin_allowed(request.headers.get("Origin"), settings.host):
         raise web.HTTPUnauthorized(text=UNAUTHORIZED)
@@ -166,7 +167,7 @@ async def workspace_of(settings: EditorSettings, site: str) -> Path:
 
 async def deploy(request: web.Request) -> web.StreamResponse:
     """POST /sites/{site}/deploy: the workspace deployed through the deploy path (progress as JSON lines)."""
-    site, settings = _site(request), request.app[SETTINGS]
+    site, settings = _site(request), request.app[SETTINGS]()
     await _authorized(request, site)
     if not origin_allowed(request.headers.get("Origin"), settings.host):
         raise web.HTTPUnauthorized(text=UNAUTHORIZED)
@@ -181,14 +182,15 @@ async def _push(ws: web.WebSocketResponse, pushes: asyncio.Queue[str]) -> None:
 
 
 def make_editor_app(
-    settings: EditorSettings,
+    settings: EditorSettings | Callable[[], EditorSettings],
     access: Access,
     deploy_from: Deploy | None = None,
     clock: Callable[[], float] = time.time,
     development: Development | None = None,
 ) -> web.Application:
     app = web.Application()
-    app[SETTINGS], app[ACCESS], app[CLOCK] = settings, access, clock
+    app[SETTINGS] = settings if callable(settings) else (lambda: settings)
+    app[ACCESS], app[CLOCK] = access, clock
     if development is not None:
         app[DEVELOPMENT] = development
     if deploy_from is not None:

@@ -15,8 +15,9 @@ from tests.integration.harness import Deployment, free_port, until
 
 
 async def test_edit_preview_and_deploy_a_static_site_through_caddy(deploy: Any) -> None:
+    blog = {"name": "blog", "hosts": ["blog.localhost"], "source": "sources/blog"}
     d: Deployment = await deploy(
-        [{"name": "blog", "hosts": ["blog.localhost"], "source": "sources/blog"}],
+        [blog],
         start=False,
         builds={"source_roots": ["sources"]},
         editor={
@@ -66,6 +67,22 @@ async def test_edit_preview_and_deploy_a_static_site_through_caddy(deploy: Any) 
             lines = [json.loads(line) for line in (await r.text()).splitlines()]
         assert lines[-1] == {"step": "result", "ok": True, "release": "r2"}, lines
     assert await body("blog.localhost") == "edited"
+
+    # A site added by a reload is editable at once (no restart), its preview made from its source.
+    (d.dir / "sources" / "wiki").mkdir()
+    (d.dir / "sources" / "wiki" / "index.html").write_text("wiki")
+    d.config_path.write_text(
+        d.render([blog, {**blog, "name": "wiki", "hosts": ["wiki.localhost"], "source": "sources/wiki"}], **d.server)
+    )
+    done = await asyncio.to_thread(d.command, "reload")
+    assert done.returncode == 0, done.stderr
+    made = await asyncio.to_thread(d.command, "editor-token", "wiki")
+    assert made.returncode == 0, made.stderr
+    async with aiohttp.ClientSession() as s:
+        path = made.stdout.strip().partition(str(d.http_port))[2]
+        async with s.get(d.url + path, headers=editor, allow_redirects=False) as r:
+            assert r.status == 303, await r.text()
+    assert await body(f"wiki-dev.localhost:{d.http_port}") == "wiki"
 
 
 async def _answer(ws: aiohttp.ClientWebSocketResponse, ident: int) -> dict[str, Any]:
