@@ -41,7 +41,7 @@ function connect() {
     retry = 250;
     await listTree();
     if (pending) await save(pending.content); // a save the connection lost: sent again
-    else if (file) state("saved", "saved");
+    else state(file ? "saved" : "connected", "saved");
   };
   socket.onmessage = (event) => {
     const message = JSON.parse(event.data);
@@ -151,7 +151,7 @@ async function deploy() {
   const response = await fetch(`/sites/${site}/deploy`, {method: "POST"});
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
-  let buffer = "";
+  let buffer = "", unchanged = false;
   for (;;) {
     const {done, value} = await reader.read();
     if (done) break;
@@ -160,8 +160,9 @@ async function deploy() {
     buffer = lines.pop();
     for (const line of lines.filter(Boolean)) {
       const event = JSON.parse(line);
+      if (event.step === "unchanged") unchanged = true; // the workspace is the live release already
       $("progress").textContent = event.step === "result"
-        ? (event.ok ? `live: ${event.release}` : `failed: ${event.reason}`)
+        ? (event.ok ? `live: ${event.release}${unchanged ? " (unchanged)" : ""}` : `failed: ${event.reason}`)
         : `${event.step}${event.elapsed !== undefined ? ` (${event.elapsed.toFixed(1)} s)` : ""}`;
     }
   }

@@ -280,6 +280,16 @@ def _toml(value: Any) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def editor_table(**more: Any) -> dict[str, Any]:
+    """An [editor] table on the deployment's Caddy: the editor at editor.localhost, previews at SITE-dev.localhost."""
+    return {
+        "host": "editor.localhost",
+        "listen": f"127.0.0.1:{free_port()}",
+        "preview_host": "{site}-dev.localhost",
+        **more,
+    }
+
+
 def site(name: str, image: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "hosts": [f"{name}.test"], "image": image, "port": 8080, **extra}
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.integration.harness import Deployment, free_port, until
+from tests.integration.harness import Deployment, editor_table, until
 
 
 async def test_edit_preview_and_deploy_a_static_site_through_caddy(deploy: Any) -> None:
@@ -20,11 +20,7 @@ async def test_edit_preview_and_deploy_a_static_site_through_caddy(deploy: Any) 
         [blog],
         start=False,
         builds={"source_roots": ["sources"]},
-        editor={
-            "host": "editor.localhost",
-            "listen": f"127.0.0.1:{free_port()}",
-            "preview_host": "{site}-dev.localhost",
-        },
+        editor=editor_table(),
     )
     (d.dir / "sources" / "blog").mkdir(parents=True)
     (d.dir / "sources" / "blog" / "index.html").write_text("as deployed")
@@ -113,12 +109,7 @@ async def test_a_node_site_gets_a_development_container_with_its_workspace_live_
         [{"name": "app", "hosts": ["app.localhost"], "source": "sources/app", "kind": "node"}],
         start=False,
         builds={"source_roots": ["sources"], "node_image": base},
-        editor={
-            "host": "editor.localhost",
-            "listen": f"127.0.0.1:{free_port()}",
-            "preview_host": "{site}-dev.localhost",
-            "idle_timeout": "4s",
-        },
+        editor=editor_table(idle_timeout="4s"),
     )
     (d.dir / "sources" / "app" / "lib").mkdir(parents=True)
     for name, text in NODE_APP.items():
