@@ -85,6 +85,20 @@ async def test_log_in_type_see_it_saved_in_the_preview_deploy_it_and_see_it_live
             await expect(page.locator("#deploy")).to_be_enabled(timeout=WAIT_MS)
             await _screenshot(page)
 
+            # On a phone-sized screen: tree, file, preview and deploy stacked, all in
+            # sight, nothing wider than the screen.
+            phone = page
+            await phone.set_viewport_size({"width": 390, "height": 844})
+            await phone.reload()
+            await phone.get_by_text("index.html").click()
+            await expect(phone.locator(".cm-content")).to_contain_text(TYPED, timeout=WAIT_MS)
+            for part in ("#tree", ".cm-content", "#preview", "#deploy", "#state"):
+                box = await phone.locator(part).bounding_box()
+                assert box is not None and box["width"] > 0 and box["x"] + box["width"] <= 390 + 1, (part, box)
+                if part in ("#tree", "#preview"):  # stacked: each as wide as the screen, not squeezed side by side
+                    assert box["width"] >= 300, (part, box)
+            assert await phone.evaluate("() => document.documentElement.scrollWidth") <= 390
+
             # The site's own host, in a new page of the same browser.
             site = await browser.new_page(viewport={"width": 1280, "height": 800})
             await site.goto(f"http://blog.localhost:{d.http_port}/")
