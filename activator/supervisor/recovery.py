@@ -8,7 +8,7 @@ import logging
 from collections.abc import Mapping
 
 from activator.config import SiteConfig
-from activator.interfaces import Clock, ContainerRuntime
+from activator.interfaces import Clock, ContainerRuntime, Prober
 from activator.model import ContainerEvent, EventKind, Network, SiteState, Strategy
 from activator.supervisor.containers import Containers
 from activator.supervisor.holder_recovery import HolderRecovery
@@ -36,9 +36,10 @@ class Recovery:
         holders: HolderRecovery,
         work: Work,
         clock: Clock,
+        prober: Prober,
     ) -> None:
         self._sites, self._runtime, self._lifecycle, self._containers = sites, runtime, lifecycle, containers
-        self._holders, self._work, self._clock = holders, work, clock
+        self._holders, self._work, self._clock, self._prober = holders, work, clock, prober
         self._looks: dict[str, asyncio.Task[None]] = {}
 
     # -- the engine's events -------------------------------------------------------------------
@@ -113,6 +114,8 @@ class Recovery:
                 if why == "port" and self._lifecycle.died(site, "its container stopped answering"):
                     self._lifecycle.crashed(site, EventKind.CRASH, "engine", "its container stopped answering")
                     return
+                if await self._prober.probe(cfg, host_port):
+                    return  # it answers again (an app that started itself again, a dev server after a change)
                 if self._clock.monotonic() > deadline:
                     return  # it runs and does not answer: the app's own doing, not a stale route
                 await self._clock.sleep(SUSPECT_POLL)

@@ -95,7 +95,7 @@ class Supervisor:
             self.lifecycle, self.holders, self.containers, self.starter, self.keeper, self.work, clock
         )
         self.recovery = Recovery(
-            self.sites, runtime, self.lifecycle, self.containers, self.holder_recovery, self.work, clock
+            self.sites, runtime, self.lifecycle, self.containers, self.holder_recovery, self.work, clock, prober
         )
         self.swapper = Swapper(
             runtime, self.routes, self.lifecycle, self.containers, self.holders, self.drainer,

@@ -167,3 +167,20 @@ async def test_a_timed_out_starts_container_is_stopped_only_after_the_engine_sta
     start.release()
     await r.clock.run_until(lambda: container(r, "a").status == "exited")
     assert r["a"].state is SiteState.STOPPED
+
+
+async def test_a_look_after_no_answer_ends_as_soon_as_the_app_answers_again(rig: MakeRig) -> None:
+    # An app that starts itself again inside its container (a dev server after a change) refuses for a moment:
+    # the request waits for it to answer, not for the whole look's window.
+    r = await rig(site_config("a"))
+    await running(r, "a")
+    r.runtime.apps["a"] = App(answers=False)  # restarting
+    async with r.sup.lease(r["a"]) as lease:
+        began = r.clock.monotonic()
+        look = asyncio.ensure_future(lease.no_answer())
+        await r.clock.advance(0.3)
+        assert not look.done()  # it runs and does not answer yet: looked at again
+        r.runtime.apps["a"] = App()  # listening again
+        await r.clock.run_until(look.done)
+        assert r.clock.monotonic() - began < 0.5  # (the window is 1 s)
+    assert r["a"].state is SiteState.RUNNING
