@@ -11,8 +11,9 @@ from pathlib import Path
 
 SUFFIX = "-dev"  # a development site's name: its site's and this
 START_TIMEOUT = 120.0  # a first start installs the site's packages
-RUNNER = Path(__file__).with_name("devrunner.mjs")  # bound read-only at RUNNER_INSIDE
-RUNNER_INSIDE = "/dialup/devrunner.mjs"
+TOOLS = Path(__file__).with_name("devcontainer")  # the runner and its gate, bound read-only at TOOLS_INSIDE
+TOOLS_INSIDE = "/dialup"
+RUNNER = TOOLS / "runner.mjs"
 # Not root, whatever runs dialup; the node images' own user has this id too.
 UNPRIVILEGED = (1000, 1000)
 
@@ -43,7 +44,7 @@ exec node {runner} {kind}
 
 
 def command(kind: str) -> tuple[str, ...]:
-    return ("sh", "-c", _START.replace("{runner}", RUNNER_INSIDE).replace("{kind}", kind))
+    return ("sh", "-c", _START.replace("{runner}", f"{TOOLS_INSIDE}/runner.mjs").replace("{kind}", kind))
 
 
 def environment(port: int) -> tuple[tuple[str, str], ...]:
@@ -62,5 +63,5 @@ def mounts(workspace: Path, cache: Path) -> tuple[tuple[str, str, bool], ...]:
     return (
         (str(workspace), "/app", False),
         (str(cache), "/app/node_modules", False),
-        (str(RUNNER), RUNNER_INSIDE, True),
+        (str(TOOLS), TOOLS_INSIDE, True),
     )

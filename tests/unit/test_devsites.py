@@ -45,12 +45,12 @@ def test_a_node_site_from_source_gets_a_development_site_on_its_preview_host(tmp
     assert dev.mounts == (
         (str(state / "dev-workspaces" / "app"), "/app", False),
         (str(state / "dev-cache" / "app"), "/app/node_modules", False),
-        (str(devserver.RUNNER), devserver.RUNNER_INSIDE, True),
+        (str(devserver.TOOLS), "/dialup", True),
     )
     uid, gid = devserver.dev_user()
     assert dev.user == f"{uid}:{gid}" and uid != 0
     assert ("PORT", "3000") in dev.env and ("NODE_ENV", "development") in dev.env
-    assert dev.command is not None and "devrunner.mjs node" in dev.command[-1]
+    assert dev.command is not None and "/dialup/runner.mjs node" in dev.command[-1]
 
 
 def test_no_development_sites_without_an_editor(tmp_path: Path) -> None:

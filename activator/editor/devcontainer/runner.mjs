@@ -1,15 +1,20 @@
 // dialup's development runner, in a development container: the site's dev server over /app. Frameworks reload
 // themselves (astro dev, next dev, a package's own `dev` script); a plain node app is started again when a
 // file of the workspace changes. Folders are watched, not files: an editor's save renames a new file into
-// place, and a watch on the old file would never fire again.
+// place, and a watch on the old file would never fire again. A node process is kept started ahead, waiting
+// before the app's first line (gate.cjs): a restart then costs the app's loading, not node's own start, which
+// takes about a second at a development container's quarter of a core.
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync, readdirSync, watch } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 const root = process.env.DIALUP_APP ?? "/app", kind = process.argv[2], port = process.env.PORT;
 const pkg = existsSync(join(root, "package.json")) ? JSON.parse(readFileSync(join(root, "package.json"), "utf8")) : {};
 const bin = (name) => join(root, "node_modules", ".bin", name);
 const SKIP = new Set(["node_modules", ".git"]);
+const GATE = join(dirname(fileURLToPath(import.meta.url)), "gate.cjs");
+const STANDBY_AFTER_MS = 150; // a new standby starts once the app it replaced has had the CPU to load
 
 function entry() {
   const start = /^node\s+(\S+)$/.exec(pkg.scripts?.start ?? "");
@@ -24,9 +29,28 @@ else if (kind === "next") command = [bin("next"), ["dev", "-H", "0.0.0.0", "-p",
 else if (pkg.scripts?.dev) command = ["npm", ["run", "dev"]];
 else { command = [process.execPath, [entry()]]; restarts = true; }
 
-let child = null, again = false, stopping = false;
+let child = null, standby = null, again = false, stopping = false, standbyTimer = null;
+
+function prepare() {
+  standbyTimer = null;
+  if (standby || stopping) return;
+  const waiting = spawn(process.execPath, ["--require", GATE, ...command[1]], {
+    cwd: root, stdio: ["inherit", "inherit", "inherit", "pipe"],
+  });
+  waiting.stdio[3].on("error", () => {});
+  waiting.on("exit", () => { if (standby === waiting) standby = null; });
+  standby = waiting;
+}
+
 function run() {
-  child = spawn(command[0], command[1], { cwd: root, stdio: "inherit" });
+  if (standby) {
+    child = standby;
+    standby = null;
+    child.removeAllListeners("exit");
+    child.stdio[3].end("go");
+  } else {
+    child = spawn(command[0], command[1], { cwd: root, stdio: "inherit" });
+  }
   child.on("exit", (code) => {
     child = null;
     if (stopping) process.exit(0);
@@ -36,6 +60,7 @@ function run() {
     if (!restarts) process.exit(code ?? 1);
     console.error(`dialup: the app exited (${code}); it starts again at the next change`);
   });
+  if (restarts && !standbyTimer) standbyTimer = setTimeout(prepare, STANDBY_AFTER_MS);
 }
 
 let timer = null;
@@ -63,7 +88,11 @@ function watchAll(dir = root) {
 }
 
 for (const signal of ["SIGTERM", "SIGINT"]) {
-  process.on(signal, () => { stopping = true; if (child) child.kill(signal); else process.exit(0); });
+  process.on(signal, () => {
+    stopping = true;
+    if (standby) standby.kill("SIGKILL");
+    if (child) child.kill(signal); else process.exit(0);
+  });
 }
 if (restarts) watchAll();
 run();
