@@ -1,4 +1,5 @@
-"""The `dialup` command: up, check, caddy-config, status, down, deploy, rollback, releases, reload."""
+"""The `dialup` command: up, check, caddy-config, status, down, deploy, rollback, releases, reload, editor-token,
+backup, backups, restore."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,8 +19,10 @@ import orjson
 
 from activator import admin_client, statedir, statelock
 from activator.admin_client import NotRunning
+from activator.backups.restic import ResticFailed
 from activator.builds.releases import Releases
 from activator.config import Config, ConfigError, load_config
+from activator.config_backups import BackupClass
 from activator.errors import AlreadyRunning, RuntimeUnavailable, StateDirRefused
 from activator.model import Container, Network
 from activator.proxy.caddy import CaddyAdmin, CaddyError
@@ -44,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
         ("releases", "list a site's releases, and which one is live"),
         ("reload", "apply the edited config file to the running dialup up (as SIGHUP does), without a restart"),
         ("editor-token", "print a link that logs in to edit SITE in the browser (once, within [editor] token_ttl)"),
+        ("backup", "back up now (sites and config; --include-db or --only CLASS), then verify: exit 0 only then"),
+        ("backups", "list the snapshots of each class, what each added, the last verification and failure"),
+        ("restore", "restore a backup into a new folder: state, sources, a config pointing at them, images"),
     ):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("-c", "--config", required=True, help="the TOML config file")
@@ -52,8 +59,15 @@ def _parser() -> argparse.ArgumentParser:
         if name == "deploy":
             cmd.add_argument("--from", dest="folder", help="build from this folder instead of the site's source")
             cmd.add_argument("--output", action="store_true", help="show the build's output")
-        if name in ("status", "releases"):
+        if name in ("status", "releases", "backups"):
             cmd.add_argument("--json", action="store_true", help="print JSON")
+        if name == "backup":
+            cmd.add_argument("--include-db", action="store_true", help="the database too")
+            cmd.add_argument("--only", choices=[c.value for c in BackupClass], help="this class alone")
+        if name == "restore":
+            cmd.add_argument("snapshot", nargs="?", help="a sites snapshot's id (default: the newest)")
+            cmd.add_argument("--target-dir", required=True, help="a new folder to restore into")
+            cmd.add_argument("--name", help="the restored deployment's [server] name (default: the backup's)")
     return parser
 
 
@@ -173,6 +187,37 @@ async def _down(config: Config) -> None:
             await admin.close()
 
 
+def _backups(config: Config, args: argparse.Namespace) -> int:
+    from activator.backups import commands, restore
+    from activator.backups.service import restic_for
+
+    try:
+        if args.command == "backup":
+            return 0 if asyncio.run(commands.backup(config, commands.classes(args.only, args.include_db))) else 1
+        if args.command == "backups":
+            listing = asyncio.run(commands.listing(config))
+            if args.json:
+                sys.stdout.buffer.write(orjson.dumps(listing, option=orjson.OPT_INDENT_2) + b"\n")
+            else:
+                commands.print_listing(listing)
+            return 0
+        if not config.backups.enabled:
+            raise commands.NoBackups(f"{config.path}: there is no [backups] table (its repository says where)")
+        target = os.path.abspath(args.target_dir)
+        written = asyncio.run(
+            restore.restore(
+                restic_for(config), config.builds.docker, Path(target), args.snapshot, args.name,
+                lambda line: print(line, file=sys.stderr),
+            )
+        )  # fmt: skip
+        if written:
+            print(f"restored: bring it up with `dialup up -c {written}`")
+        return 0
+    except (commands.NoBackups, restore.RestoreFailed, ResticFailed) as exc:
+        print(f"dialup: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -228,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sys.stdout.buffer.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n")
             else:
                 admin_client.print_releases(rows)
+        elif args.command in ("backup", "backups", "restore"):
+            return _backups(config, args)
         elif args.command == "up":
             from activator.app import serve
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from activator.config_backups import BackupsConfig as BackupsConfig  # re-exported, as CaddyConfig
+from activator.config_backups import read_backups
 from activator.config_builds import BuildsConfig as BuildsConfig  # re-exported, as CaddyConfig
 from activator.config_builds import read_builds
 from activator.config_caddy import CaddyConfig as CaddyConfig  # re-exported: callers import it from here
@@ -197,6 +199,7 @@ class Config:
     holder: HolderConfig = field(default_factory=HolderConfig)
     builds: BuildsConfig = field(default_factory=BuildsConfig)
     editor: EditorConfig = field(default_factory=EditorConfig)
+    backups: BackupsConfig = field(default_factory=BackupsConfig)
 
     @property
     def uses_holders(self) -> bool:
@@ -358,6 +361,7 @@ def load_config(path: Path | str) -> Config:
 
     builds = read_builds(_Table(path, "builds", root.get("builds", dict, {})), path.parent)
     editor = read_editor(_Table(path, "editor", root.get("editor", dict, {})))
+    backups = read_backups(_Table(path, "backups", root.get("backups", dict, {})), path.parent)
 
     d = _Table(path, "defaults", root.get("defaults", dict, {}))
     inherited = {key: d.get(key, convert, getattr(_BUILTIN, key)) for key, convert in _INHERITED.items()}
@@ -396,4 +400,5 @@ def load_config(path: Path | str) -> Config:
         holder=holder,
         builds=builds,
         editor=editor,
+        backups=backups,
     )

@@ -100,6 +100,11 @@ class EventKind(enum.StrEnum):
     BUILD_FAILED = "build_failed"  # with the reason: the live release keeps serving
     DEPLOYED = "deployed"  # a release went live
     ROLLED_BACK = "rolled_back"  # the release before went live again
+    BACKUP_STARTED = "backup_started"  # with its class (site: "(backups)")
+    BACKUP_DONE = "backup_done"  # with its seconds, the bytes it added and its snapshot
+    BACKUP_FAILED = "backup_failed"  # with the reason: loud, and in `dialup status` and `dialup backups`
+    BACKUP_SKIPPED = "backup_skipped"  # the one before still ran
+    BACKUP_VERIFIED = "backup_verified"  # `restic check` read back a share of the data and found it sound
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -75,3 +76,12 @@ class Store:
                 site: SiteCounts(starts, wakes, crashes, last)
                 for site, starts, wakes, crashes, last in await cur.fetchall()
             }
+
+    async def events_of(self, site: str) -> list[dict[str, Any]]:
+        """The site's event rows, oldest first."""
+        query = "SELECT ts, kind, cause, duration_ms, detail FROM events WHERE site = ? ORDER BY id"
+        async with self.db.execute(query, (site,)) as cur:
+            return [
+                {"ts": ts, "kind": kind, "cause": cause, "duration_ms": ms, "detail": detail}
+                for ts, kind, cause, ms, detail in await cur.fetchall()
+            ]

@@ -1,0 +1,150 @@
+"""Backups of this deployment: one at a time per state directory (a file lock, which `dialup backup` shares), each
+class staged (collect.py), stored by restic, its retention applied, and what happened written to the event log:
+backup_started, backup_done (seconds, bytes added, snapshot), backup_failed (the reason), backup_skipped,
+backup_verified. Writer of: the staging folders, the backup lock."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from activator.backups import collect
+from activator.backups.restic import BackupSummary, Progress, Restic, ResticFailed
+from activator.config import Config
+from activator.config_backups import BackupClass
+from activator.core.retention import Snapshot, to_forget
+from activator.interfaces import EventLog
+from activator.model import EventKind
+
+log = logging.getLogger("activator.backups")
+SITE = "(backups)"  # the `site` of backup events
+TAG = "dialup"
+
+
+class BackupBusy(Exception):
+    """Another backup of this state directory runs now."""
+
+
+@dataclass(frozen=True)
+class BackupFailed(Exception):
+    kind: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} backup failed: {self.reason}"
+
+
+def class_tag(kind: BackupClass) -> str:
+    return f"class:{kind.value}"
+
+
+def restic_for(config: Config) -> Restic:
+    b, system = config.backups, config.server.system_dir
+    assert b.repository is not None, "no [backups] repository"
+    return Restic(b.restic, b.repository, b.key_file(system), system / "restic-cache")
+
+
+class Backups:
+    def __init__(
+        self,
+        config: Config,
+        restic: Restic,
+        events: EventLog,
+        live_images: Callable[[], Awaitable[list[str]]],
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.config, self.restic, self._events, self._live_images, self._wall = (
+            config,
+            restic,
+            events,
+            live_images,
+            wall,
+        )
+
+    @asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        path = self.config.server.system_dir / "backup.lock"
+        fd = await asyncio.to_thread(os.open, path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise BackupBusy("another backup of this deployment runs now") from None
+            yield
+        finally:
+            os.close(fd)  # (the lock goes with it)
+
+    async def run(self, kind: BackupClass, cause: str, progress: Progress | None = None) -> BackupSummary:
+        """One backup of the class now, then its retention. Raises BackupBusy or BackupFailed (both recorded)."""
+        try:
+            async with self._locked():
+                await self._events.record(SITE, EventKind.BACKUP_STARTED, cause, detail=kind.value)
+                began = time.monotonic()
+                try:
+                    await self.restic.ensure_repository()
+                    summary = await self._store(kind, progress)
+                    await self._retention(kind)
+                except (ResticFailed, collect.CollectFailed, OSError) as exc:
+                    await self._events.record(SITE, EventKind.BACKUP_FAILED, cause, detail=f"{kind.value}: {exc}")
+                    log.error("%s backup failed: %s", kind.value, exc)
+                    raise BackupFailed(kind.value, str(exc)) from None
+                seconds = time.monotonic() - began
+                detail = (
+                    f"{kind.value}: snapshot {summary.snapshot[:8]}, {summary.files} files, "
+                    f"{summary.bytes_processed} bytes read, {summary.bytes_added} bytes added"
+                )
+                await self._events.record(SITE, EventKind.BACKUP_DONE, cause, seconds * 1000, detail)
+                return summary
+        except BackupBusy:
+            await self._events.record(
+                SITE, EventKind.BACKUP_SKIPPED, cause, detail=f"{kind.value}: the one before runs"
+            )
+            raise
+
+    async def _store(self, kind: BackupClass, progress: Progress | None) -> BackupSummary:
+        staging = await asyncio.to_thread(collect.fresh, collect.staging_dir(self.config, kind))
+        images: dict[str, str] = {}
+        if kind is BackupClass.DB:
+            await asyncio.to_thread(collect.copy_database, self.config.server.db_path, staging / "dialup.db")
+        elif kind is BackupClass.SITES:
+            images = await collect.stage_images(
+                self.config.builds.docker, await self._live_images(), staging / "images"
+            )
+        manifest = collect.manifest_of(self.config, kind, staging, images)
+        await asyncio.to_thread(manifest.write, staging)
+        paths = await asyncio.to_thread(collect.paths_of, self.config, kind, staging)
+        try:
+            return await self.restic.backup(
+                collect.relative(paths), [TAG, class_tag(kind)], self.config.server.name, collect.ROOT, progress
+            )
+        finally:
+            await asyncio.to_thread(collect.fresh, staging)  # the staged copies are in the repository now
+
+    async def _retention(self, kind: BackupClass) -> None:
+        stored = await self.restic.snapshots(class_tag(kind))
+        mine = [Snapshot(s.id, s.time) for s in stored if s.host == self.config.server.name]
+        await self.restic.forget(to_forget(mine, self.config.backups.schedule(kind).keep, self._wall()))
+
+    async def verify(self, cause: str) -> None:
+        """`restic check`, reading back [backups] verify_data of the stored data. Raises BackupFailed."""
+        began = time.monotonic()
+        try:
+            async with self._locked():
+                await self.restic.check(self.config.backups.verify_data)
+        except BackupBusy:
+            raise
+        except (ResticFailed, OSError) as exc:
+            await self._events.record(SITE, EventKind.BACKUP_FAILED, cause, detail=f"verify: {exc}")
+            raise BackupFailed("verify", str(exc)) from None
+        detail = f"read back {self.config.backups.verify_data} of the data"
+        await self._events.record(SITE, EventKind.BACKUP_VERIFIED, cause, (time.monotonic() - began) * 1000, detail)
+
+    async def last_success(self, kind: BackupClass) -> float | None:
+        stored = [s.time for s in await self.restic.snapshots(class_tag(kind)) if s.host == self.config.server.name]
+        return max(stored, default=None)
