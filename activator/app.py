@@ -45,6 +45,7 @@ from activator.supervisor import Supervisor
 log = logging.getLogger("dialup")
 
 CONFIG = web.AppKey("config", Config)
+PROBE_HTTP = web.AppKey("probe_http", aiohttp.ClientSession)  # readiness probes and looks after no answer
 STORE = web.AppKey("store", Store)
 RUNTIME = web.AppKey("runtime", DockerRuntime)
 CADDY = web.AppKey("caddy", CaddyAdmin)
@@ -95,10 +96,13 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def http_ctx(app: web.Application) -> AsyncIterator[None]:
-    # One pool for probes and forwarding; bodies pass through untouched (no decompression).
+    # One pool for forwarding; bodies pass through untouched (no decompression).
     connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True)
     app[HTTP] = aiohttp.ClientSession(connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar())
+    # Probes dial anew each time: a pooled connection to an app that is going away would answer for it.
+    app[PROBE_HTTP] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
     yield
+    await app[PROBE_HTTP].close()
     await app[HTTP].close()
 
 
@@ -122,7 +126,7 @@ async def supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
 
     running = with_releases(config, await app[RELEASES].live())  # sites built from source run their live release
     supervisor = app[SUPERVISOR] = Supervisor(
-        running, runtime, app[ROUTER], app[STORE], SystemClock(), HttpProber(app[HTTP]), measure
+        running, runtime, app[ROUTER], app[STORE], SystemClock(), HttpProber(app[PROBE_HTTP]), measure
     )
     runtime.watch(supervisor.on_container_event)
     await asyncio.to_thread(prepare_workspaces, config)  # before development containers (binding them) are made

@@ -390,6 +390,13 @@ def load_config(path: Path | str) -> Config:
             if host in seen_hosts:
                 raise ConfigError(path, hosts_key, host, f"host already used by site {seen_hosts[host]!r}")
             seen_hosts[host] = site.name
+    if editor.enabled:  # the editor's host, and each static site's preview host (Caddy serves its files)
+        previews = [(editor.preview_of(s.name), s.name) for s in sites if s.serves_files]
+        for host, owner in [(editor.host, "the editor"), *previews]:
+            if host in seen_hosts:
+                key = "editor.host" if owner == "the editor" else "editor.preview_host"
+                raise ConfigError(path, key, host, f"host already used by site {seen_hosts[host]!r}")
+            seen_hosts[host] = owner
     return Config(
         path=path,
         server=server,

@@ -21,7 +21,7 @@ class BadSource(Exception):
     """A source that cannot be deployed: the reason names the file or the limit."""
 
 
-def snapshot(source: Path, into: Path, limit: int) -> None:
+def snapshot(source: Path, into: Path, limit: int, *, links: bool = True) -> None:
     """Copy the folder's files into `into` (made here): directories, regular files and symlinks that stay
     inside; never a file outside the source, never more than `limit` bytes or MAX_FILES files. The walk holds
     each directory open and opens each file with O_NOFOLLOW beneath it, so a path swapped for a symlink while
@@ -41,7 +41,8 @@ def snapshot(source: Path, into: Path, limit: int) -> None:
             dst = into / rel / name
             mode = os.lstat(name, dir_fd=dir_fd).st_mode
             if stat.S_ISLNK(mode):
-                os.symlink(os.readlink(name, dir_fd=dir_fd), dst)
+                if links:
+                    os.symlink(os.readlink(name, dir_fd=dir_fd), dst)
                 continue
             if not stat.S_ISREG(mode):
                 continue  # sockets, fifos, devices: nothing a site is made of
@@ -49,7 +50,8 @@ def snapshot(source: Path, into: Path, limit: int) -> None:
             if count > MAX_FILES:
                 raise BadSource(f"the source has more than {MAX_FILES} files")
             total += _copy_file(name, dir_fd, dst, rel / name, limit - total)
-    _links_stay_inside(into)
+    if links:
+        _links_stay_inside(into)
 
 
 def _copy_file(name: str, dir_fd: int, dst: Path, shown: Path, room: int) -> int:

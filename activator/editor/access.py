@@ -24,7 +24,6 @@ CREATE TABLE IF NOT EXISTS editor_access (
     expires  REAL NOT NULL       -- unix seconds
 );
 """
-COOKIE = "dialup_editor"
 
 
 def _hash(secret: str) -> str:
@@ -51,7 +50,9 @@ class Access:
         return await self._issue(site, "token", now + ttl)
 
     async def login(self, site: str, token: str, now: float, session_ttl: float) -> str | None:
-        """A token for this site, unexpired: it is used up, and a session id for the site is returned."""
+        """A token for this site, unexpired: it is used up, and a session id for the site is returned. Expired
+        tokens and sessions are swept first (a login is rare enough to pay for it)."""
+        await self.expire(now)
         grant = await self._find(token, "token", now)
         if grant is None or not hmac.compare_digest(grant.site, site):
             return None
@@ -89,11 +90,6 @@ class Access:
         if row is None or row[1] <= now:
             return None
         return Grant(str(row[0]), float(row[1]))
-
-
-def session_cookie(session_id: str, max_age: int) -> str:
-    """The Set-Cookie value: never readable by scripts, sent only over HTTPS, never on another site's request."""
-    return f"{COOKIE}={session_id}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"
 
 
 def origin_allowed(origin: str | None, editor_host: str) -> bool:

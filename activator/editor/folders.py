@@ -4,14 +4,16 @@ dev server and npm can change what the editor wrote. Blocking: call from a threa
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
 
-from activator.builds.sources import snapshot
+from activator.builds.sources import BadSource, snapshot
 from activator.config import Config, SiteConfig
 from activator.editor.devserver import dev_user
 
+log = logging.getLogger("activator.editor")
 WORKSPACE_COPY_LIMIT = 500 << 20  # a source larger is not copied into a workspace
 
 
@@ -24,10 +26,16 @@ def ensure_workspace(root: Path, source: Path | None, owner: tuple[int, int]) ->
     partial = root.with_name(f".{root.name}.partial")
     if partial.exists():
         shutil.rmtree(partial)  # fd-based: links in it are removed, not followed
-    if source is not None and source.is_dir():
-        snapshot(source, partial, WORKSPACE_COPY_LIMIT)
-    else:
-        partial.mkdir(mode=0o755)
+    try:
+        if source is not None and source.is_dir():
+            # Without its links: a workspace's files are served as they are (a static site's preview, by Caddy,
+            # which follows links), and a link that points inside here could point out once moved.
+            snapshot(source, partial, WORKSPACE_COPY_LIMIT, links=False)
+        else:
+            partial.mkdir(mode=0o755)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     _own(partial, owner)
     os.rename(partial, root)
     return root
@@ -63,10 +71,12 @@ def prepare_workspaces(config: Config) -> None:
     every development site's cache, before its container is made (it binds both)."""
     if not config.editor.enabled:
         return
+    sources = {s.name: s.source for s in config.sites}
     for site in config.sites:
-        if site.develops:
-            ensure_development(
-                site, next((s.source for s in config.sites if s.name == site.develops), None), dev_user()
-            )
-        elif site.source is not None:
-            ensure_workspace(config.server.workspaces_dir / site.name, site.source, dev_user())
+        try:
+            if site.develops:
+                ensure_development(site, sources.get(site.develops), dev_user())
+            elif site.source is not None:
+                ensure_workspace(config.server.workspaces_dir / site.name, site.source, dev_user())
+        except (BadSource, OSError) as exc:  # that site's workspace alone: the others, and dialup, go on
+            log.error("site %s: its workspace could not be made from its source: %s", site.name, exc)

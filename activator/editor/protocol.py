@@ -48,6 +48,9 @@ class Session:
         except (PathRefused, NotFound, ProtocolError, UnicodeDecodeError) as exc:
             kind = "not found" if isinstance(exc, NotFound) else "refused"
             return {"id": ident, "ok": False, "error": f"{kind}: {exc}"}
+        except (OSError, RecursionError) as exc:  # what the file system says (a folder moved into itself, say)
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            return {"id": ident, "ok": False, "error": f"refused: {why}"}
         return {"id": ident, "op": message["op"], "ok": True, **result}
 
     def _do(self, m: dict[str, Any]) -> dict[str, Any]:

@@ -1,24 +1,25 @@
-"""The editor's HTTP side: a token link opens a session for one site, and each editor tab talks the sync
-protocol over one WebSocket, told of changes made by others as they happen. Not yet wired into `dialup up`
-(issue 13, in progress): this is the service a cleanup context will run behind Caddy's `[editor] host`."""
+"""The editor's HTTP side, run by `dialup up` behind Caddy's `[editor] host`: a token link opens a session for one
+site, and each editor tab talks the sync protocol over one WebSocket, told of changes made by others as they
+happen; the page's deploy goes through the deploy path."""
 
 from __future__ import annotations
 
 import asyncio
 import html
 import logging
-import re
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from activator.builds.api import stream_progress
 from activator.builds.deployer import Progress
 from activator.builds.releases import Release
+from activator.config_values import _NAME
 from activator.editor.access import Access, origin_allowed
 from activator.editor.development import Development
 from activator.editor.devserver import dev_user
@@ -29,7 +30,7 @@ from activator.editor.workspace import Workspace
 
 log = logging.getLogger("activator.editor")
 UNAUTHORIZED = "unauthorized\n"  # every refusal says the same: nothing about why
-SITE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+SITE = _NAME  # a site's name, as the config allows it
 
 
 CHANGES = frozenset({"write", "create", "rename", "delete"})  # the ops that change the workspace
@@ -59,6 +60,8 @@ SETTINGS: web.AppKey[Callable[[], EditorSettings]] = web.AppKey("editor_settings
 ACCESS = web.AppKey("editor_access", Access)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("editor_clock")
 DEVELOPMENT = web.AppKey("editor_development", Development)
+WORKSPACES: web.AppKey[dict[str, Workspace]] = web.AppKey("editor_workspaces")  # writer: sync(), one per site
+SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("editor_sockets")  # writer: sync()
 DEPLOY: web.AppKey[Deploy] = web.AppKey("editor_deploy")
 
 
@@ -128,7 +131,8 @@ async def sync(request: web.Request) -> web.WebSocketResponse:
     root = await workspace_of(settings, site)
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30.0)
     await ws.prepare(request)
-    session = Session(Workspace(root, owner=settings.owner))
+    # One Workspace per site, shared by its tabs: its lock makes a write's version check and its rename one step.
+    session = Session(request.app[WORKSPACES].setdefault(site, Workspace(root, owner=settings.owner)))
     development = request.app.get(DEVELOPMENT)
     if development is not None:
         development.opened(site)
@@ -138,10 +142,13 @@ async def sync(request: web.Request) -> web.WebSocketResponse:
         if not pushes.full():
             pushes.put_nowait(path)
 
-    watcher = Watcher(root, changed)
-    watcher.start()
+    sockets = request.app[SOCKETS]
+    sockets.add(ws)
+    watcher: Watcher | None = None
     pusher = asyncio.ensure_future(_push(ws, pushes))
     try:
+        watcher = Watcher(root, changed)
+        await watcher.start()
         async for message in ws:
             if message.type is not WSMsgType.TEXT:
                 continue
@@ -153,9 +160,20 @@ async def sync(request: web.Request) -> web.WebSocketResponse:
                 development.edited(site)
             await ws.send_str(orjson.dumps(answer).decode())
     finally:
+        sockets.discard(ws)
         pusher.cancel()
-        watcher.close()
+        if watcher is not None:
+            watcher.close()
     return ws
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """At shutdown: the tabs are told (1001, going away) and reconnect to whatever comes next, rather than hold
+    the shutdown for the server's grace period."""
+    sockets = app[SOCKETS]
+    open_now = [ws for ws in sockets]
+    closing = [ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down") for ws in open_now]
+    await asyncio.gather(*closing, return_exceptions=True)
 
 
 async def workspace_of(settings: EditorSettings, site: str) -> Path:
@@ -191,6 +209,8 @@ def make_editor_app(
     app = web.Application()
     app[SETTINGS] = settings if callable(settings) else (lambda: settings)
     app[ACCESS], app[CLOCK] = access, clock
+    app[WORKSPACES], app[SOCKETS] = {}, weakref.WeakSet()
+    app.on_shutdown.append(_close_sockets)
     if development is not None:
         app[DEVELOPMENT] = development
     if deploy_from is not None:

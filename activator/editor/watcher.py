@@ -4,7 +4,7 @@ relative paths that changed: what the editor pushes to its open tabs.
 Linux's inotify through libc (the standard library has no binding). Each folder is watched through an fd
 opened beneath the workspace without following links (its /proc/self/fd path, so a folder swapped for a
 link meanwhile is not watched through it); links are never watched. Events are read on the event loop
-(add_reader), never blocking it.
+(add_reader), never blocking it; the first walk of the tree runs in a thread.
 """
 
 from __future__ import annotations
@@ -18,13 +18,17 @@ import struct
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
+from activator.builds.sources import SKIPPED
+from activator.editor.workspace import TEMP_PREFIX
+
 IN_MODIFY, IN_CLOSE_WRITE, IN_MOVED_FROM, IN_MOVED_TO = 0x2, 0x8, 0x40, 0x80
 IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_IGNORED = 0x100, 0x200, 0x400, 0x8000
 IN_ONLYDIR, IN_DONT_FOLLOW, IN_ISDIR, IN_Q_OVERFLOW = 0x01000000, 0x02000000, 0x40000000, 0x4000
 IN_NONBLOCK, IN_CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
 MASK = IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF
 HEADER = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then the name
-SKIPPED = frozenset({".git", "node_modules"})
+MAX_FOLDERS = 10_000  # watched in one workspace at most (the kernel's own limit is per user: 8,192 by default)
+MAX_DEPTH = 64  # folders nested deeper are not watched (user code can nest them without end)
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
@@ -40,8 +44,8 @@ class Watcher:
             raise OSError(ctypes.get_errno(), "inotify_init1 failed")
         self._dirs: dict[int, PurePosixPath] = {}  # watch descriptor -> folder, relative to the root
 
-    def start(self) -> None:
-        self._watch_tree(PurePosixPath("."))
+    async def start(self) -> None:
+        await asyncio.to_thread(self._watch_tree, PurePosixPath("."))
         asyncio.get_running_loop().add_reader(self._fd, self._read)
 
     def close(self) -> None:
@@ -53,17 +57,25 @@ class Watcher:
             self._watch(rel)
 
     def _folders(self, top: PurePosixPath) -> list[PurePosixPath]:
-        """`top` and the folders beneath it (not through links, not .git or node_modules)."""
+        """`top` and the folders beneath it (not through links, not .git or node_modules), walked without
+        recursion and bounded: at most MAX_FOLDERS in all, MAX_DEPTH deep."""
         found: list[PurePosixPath] = []
-        root = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            for here, dirs, _files, _fd in os.fwalk(str(top), dir_fd=root, follow_symlinks=False):
-                dirs[:] = [d for d in dirs if d not in SKIPPED]
-                found.append(PurePosixPath(here))
-        except OSError:
-            pass  # gone meanwhile: its parent's event says so
-        finally:
-            os.close(root)
+        stack = [top]
+        while stack and len(self._dirs) + len(found) < MAX_FOLDERS:
+            rel = stack.pop()
+            fd = self._open_beneath(rel)
+            if fd is None:
+                continue  # a link, or gone meanwhile: its parent's event says so
+            found.append(rel)
+            try:
+                with os.scandir(fd) as entries:
+                    subfolders = [e.name for e in entries if e.is_dir(follow_symlinks=False) and e.name not in SKIPPED]
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
+            if len(rel.parts) < MAX_DEPTH:
+                stack.extend(rel / name for name in subfolders)
         return found
 
     def _watch(self, rel: PurePosixPath) -> None:
@@ -108,7 +120,7 @@ class Watcher:
             if folder is None or mask & IN_IGNORED:
                 self._dirs.pop(wd, None)
                 continue
-            if not name or name.startswith(".dialup-write-"):
+            if not name or name.startswith(TEMP_PREFIX):
                 continue
             rel = folder / name
             if mask & IN_ISDIR and mask & (IN_CREATE | IN_MOVED_TO) and name not in SKIPPED:

@@ -16,6 +16,7 @@ import hashlib
 import os
 import secrets
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -84,6 +85,9 @@ class Workspace:
         # be able to change them too. None: whoever runs this.
         self.owner = owner
         self._usage: tuple[float, int, int] | None = None  # when counted, files, bytes (see _check_room)
+        # Changes are made one at a time (the tabs of a site share this Workspace): a write's check of the version
+        # edited and its rename are one step, and no other change of ours comes between.
+        self._changing = threading.Lock()
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -102,21 +106,29 @@ class Workspace:
         return data, content_hash(data)
 
     def tree(self) -> list[Entry]:
-        """Every entry, links listed as links (never followed), .git and node_modules left out."""
+        """Every entry, links listed as links (never followed), .git and node_modules left out; an entry that
+        goes away while it is listed is left out. A tree nested deeper than Python can walk is refused."""
+        try:
+            return self._tree()
+        except RecursionError:
+            raise PathRefused("the workspace's folders are nested too deeply to list") from None
+
+    def _tree(self) -> list[Entry]:
         entries: list[Entry] = []
         with self._folder(()) as top:
             for here, dirs, files, dir_fd in os.fwalk(".", dir_fd=top, follow_symlinks=False):
                 dirs[:] = sorted(d for d in dirs if d not in PROTECTED)
                 rel = PurePosixPath(here)
                 for name in dirs + sorted(files):
-                    info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                    try:
+                        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue  # removed meanwhile (a dev server's own files come and go)
                     kind = "link" if stat.S_ISLNK(info.st_mode) else "dir" if stat.S_ISDIR(info.st_mode) else "file"
                     if name.startswith(TEMP_PREFIX):
                         continue
                     entries.append(Entry(str(rel / name), kind, info.st_size if kind == "file" else 0))
-                dirs[:] = [
-                    d for d in dirs if not stat.S_ISLNK(os.stat(d, dir_fd=dir_fd, follow_symlinks=False).st_mode)
-                ]
+                dirs[:] = [d for d in dirs if _is_folder(d, dir_fd)]
         return entries
 
     # -- writing ----------------------------------------------------------------------------------
@@ -128,7 +140,7 @@ class Workspace:
         parts = self._writable(path)
         if len(data) > self.limits.file_size:
             raise PathRefused(f"{path}: larger than {self.limits.file_size >> 20} MiB")
-        with self._folder(parts[:-1], create=True) as folder:
+        with self._changing, self._folder(parts[:-1], create=True) as folder:
             current = self._current(folder, parts[-1], path)
             if (current[1] if current else None) != base_hash:
                 raise Conflict(path, current[0] if current else None, current[1] if current else None)
@@ -143,7 +155,15 @@ class Workspace:
     def rename(self, old: str, new: str) -> None:
         """Move a file or folder; the new name must be free (no silent overwrite, of a link or anything)."""
         src, dst = self._writable(old), self._writable(new)
-        with self._folder(src[:-1]) as a, self._folder(dst[:-1], create=True) as b:
+        with self._changing, self._folder(src[:-1]) as a, self._folder(dst[:-1], create=True) as b:
+            # A link moved elsewhere points elsewhere: one that pointed inside could point out. Links (and
+            # folders holding any) stay where they are.
+            try:
+                moved = os.stat(src[-1], dir_fd=a, follow_symlinks=False)
+            except FileNotFoundError:
+                raise NotFound(old) from None
+            if stat.S_ISLNK(moved.st_mode) or (stat.S_ISDIR(moved.st_mode) and _holds_links(src[-1], a)):
+                raise PathRefused(f"{old}: a link, or a folder holding links (not moved)")
             try:
                 os.stat(dst[-1], dir_fd=b, follow_symlinks=False)
             except FileNotFoundError:
@@ -158,7 +178,7 @@ class Workspace:
     def delete(self, path: str) -> None:
         """A file or a link (the link itself, never its target), or an empty folder."""
         parts = self._writable(path)
-        with self._folder(parts[:-1]) as folder:
+        with self._changing, self._folder(parts[:-1]) as folder:
             try:
                 info = os.stat(parts[-1], dir_fd=folder, follow_symlinks=False)
             except FileNotFoundError:
@@ -218,9 +238,12 @@ class Workspace:
         except NotFound:
             return None
         with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
                 raise PathRefused(f"{shown}: not a file")
-            data = f.read()
+            if info.st_size > self.limits.file_size:  # never read whole: a sparse file can claim any size
+                raise PathRefused(f"{shown}: larger than {self.limits.file_size >> 20} MiB")
+            data = f.read(self.limits.file_size + 1)
         return data, content_hash(data)
 
     @staticmethod
@@ -265,3 +288,21 @@ class Workspace:
             raise PathRefused(f"the workspace has {self.limits.files} files already")
         if total + growth > self.limits.total:
             raise PathRefused(f"the workspace would be larger than {self.limits.total >> 20} MiB")
+
+
+def _is_folder(name: str, dir_fd: int) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _holds_links(name: str, parent_fd: int) -> bool:
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+    try:
+        for _, dirs, files, dir_fd in os.fwalk(".", dir_fd=fd, follow_symlinks=False):
+            if any(stat.S_ISLNK(os.stat(n, dir_fd=dir_fd, follow_symlinks=False).st_mode) for n in dirs + files):
+                return True
+    finally:
+        os.close(fd)
+    return False

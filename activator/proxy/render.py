@@ -14,6 +14,7 @@ from typing import Any
 
 from activator.config import CaddyConfig, Config, SiteConfig
 from activator.config_values import parse_listen
+from activator.editor.workspace import TEMP_PREFIX
 from activator.model import ActivitySource
 from activator.proxy.accesslog import ACCESS_LOGGER
 
@@ -147,15 +148,16 @@ def editor_routes(config: Config) -> list[dict[str, Any]]:
             root = config.server.workspaces_dir / site.name
             handle = [
                 {"handler": "headers", "response": {"set": {"Cache-Control": ["no-store"]}}},
-                {"handler": "file_server", "root": str(root), "hide": [".git", ".dialup-write-*"]},
+                {"handler": "file_server", "root": str(root), "hide": [".git", f"{TEMP_PREFIX}*"]},
             ]
             routes.append({"match": [{"host": [editor.preview_of(site.name)]}], "handle": handle, "terminal": True})
     return routes
 
 
 def server(config: Config) -> dict[str, Any]:
-    """dialup's own server: one route per site, the editor's, then a 404."""
-    routes = [site_route(site, config) for site in config.sites] + editor_routes(config)
+    """dialup's own server: the editor's routes (first: a site's wildcard host must not take them), one route per
+    site, then a 404."""
+    routes = editor_routes(config) + [site_route(site, config) for site in config.sites]
     routes.append({"handle": [{"handler": "static_response", "status_code": 404, "body": "unknown host\n"}]})
     caddy = config.caddy
     if (named := named_hosts_route(config)) is not None:

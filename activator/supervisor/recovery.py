@@ -114,7 +114,7 @@ class Recovery:
                 if why == "port" and self._lifecycle.died(site, "its container stopped answering"):
                     self._lifecycle.crashed(site, EventKind.CRASH, "engine", "its container stopped answering")
                     return
-                if await self._prober.probe(cfg, host_port):
+                if await self._answers(cfg, host_port, deadline):
                     return  # it answers again (an app that started itself again, a dev server after a change)
                 if self._clock.monotonic() > deadline:
                     return  # it runs and does not answer: the app's own doing, not a stale route
@@ -123,6 +123,14 @@ class Recovery:
             log.warning("site %s: could not look at its container again: %r", site.name, exc)
         finally:
             self._looks.pop(site.name, None)
+
+    async def _answers(self, cfg: SiteConfig, host_port: int, deadline: float) -> bool:
+        """One probe, bounded by the look's own deadline (a slow app does not stretch the look)."""
+        try:
+            async with self._clock.timeout(max(SUSPECT_POLL, deadline - self._clock.monotonic())):
+                return await self._prober.probe(cfg, host_port)
+        except TimeoutError:
+            return False
 
     async def _gone(self, cfg: SiteConfig, host_port: int) -> str:
         """What is gone from under host_port: "container", "holder", "port" (it moved), or "" (nothing)."""

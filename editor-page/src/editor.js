@@ -130,10 +130,23 @@ function conflict(mine, answer) {
   $("take-theirs").onclick = () => { $("conflict").hidden = true; pending = null; open(file.path); };
 }
 
-function changed(path) {
+async function changed(path) {
   refreshPreview();
-  if (!file || path !== file.path) return listTree();
-  if (!pending && $("state").dataset.kind === "saved") open(path); // changed by another tab or a tool
+  if (!file || path !== file.path) return scheduleTree();
+  if (pending || $("state").dataset.kind !== "saved") return;
+  const before = view.state.doc.toString();
+  const answer = await request({op: "open", path});
+  if (!answer.ok || answer.hash === file.hash) return; // this tab's own save, seen by the watcher
+  // Changed by another tab or a tool: shown, unless the user typed meanwhile (their save meets the conflict).
+  if (pending || file.path !== path || view.state.doc.toString() !== before) return;
+  file.hash = answer.hash;
+  show(answer.content, path);
+}
+
+let treeTimer = null;
+function scheduleTree() {
+  clearTimeout(treeTimer); // one listing for a burst of changes (a dev server writes many files at once)
+  treeTimer = setTimeout(listTree, 200);
 }
 
 let previewTimer = null;

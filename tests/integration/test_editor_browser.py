@@ -70,6 +70,12 @@ async def test_log_in_type_see_it_saved_in_the_preview_deploy_it_and_see_it_live
             await page.locator("#state[data-kind=saved]").wait_for(timeout=WAIT_MS)
             workspace = d.dir / "state" / "dev-workspaces" / "blog"
             assert (workspace / "index.html").read_text() == f"<h1>hello</h1>\n{TYPED}"
+            # Typing on after the save: the cursor stayed where it was (the save's own change, pushed back to
+            # the tab, does not reload the file under it).
+            await page.keyboard.type(" and more")
+            await page.locator("#state[data-kind=saving]").wait_for(timeout=WAIT_MS)
+            await page.locator("#state[data-kind=saved]").wait_for(timeout=WAIT_MS)
+            assert (workspace / "index.html").read_text() == f"<h1>hello</h1>\n{TYPED} and more"
 
             # The page reloads the preview after the acknowledged save.
             await expect(preview).to_contain_text(TYPED, timeout=WAIT_MS)
@@ -102,7 +108,7 @@ async def test_log_in_type_see_it_saved_in_the_preview_deploy_it_and_see_it_live
             # The site's own host, in a new page of the same browser.
             site = await browser.new_page(viewport={"width": 1280, "height": 800})
             await site.goto(f"http://blog.localhost:{d.http_port}/")
-            await expect(site.locator("body")).to_contain_text(TYPED, timeout=WAIT_MS)
+            await expect(site.locator("body")).to_contain_text(f"{TYPED} and more", timeout=WAIT_MS)
         finally:
             await browser.close()
 

@@ -10,8 +10,9 @@ import pytest
 
 from activator.config import ConfigError, load_config
 from activator.editor import devserver
-from activator.editor.folders import ensure_development
+from activator.editor.folders import ensure_development, prepare_workspaces
 from activator.model import Kind, MiB
+from activator.proxy.render import render
 
 EDITOR = '[editor]\nhost = "editor.example.com"\npreview_host = "{site}-dev.example.com"\nidle_timeout = "10m"\n'
 BUILDS = '[builds]\nsource_roots = ["src"]\nnode_image = "base:1"\n'
@@ -63,6 +64,10 @@ def test_no_development_sites_without_an_editor(tmp_path: Path) -> None:
         (site("app-dev", "static"), "editor.preview_host", "app-dev"),  # its name is taken
         ('[[sites]]\nname = "x"\nhosts = ["app-dev.example.com"]\nimage = "x:1"\nport = 80\n', "editor.preview_host",
          "app-dev.example.com"),  # its host is taken
+        ('[[sites]]\nname = "x"\nhosts = ["editor.example.com"]\nimage = "x:1"\nport = 80\n', "editor.host",
+         "editor.example.com"),  # the editor's own host is a site's
+        (site("docs", "static") + '[[sites]]\nname = "x"\nhosts = ["docs-dev.example.com"]\nimage = "x:1"\n'
+         'port = 80\n', "editor.preview_host", "docs-dev.example.com"),  # a static site's preview host is taken
     ],
 )  # fmt: skip
 def test_a_development_site_that_clashes_is_the_editors_error(tmp_path: Path, extra: str, key: str, value: str) -> None:
@@ -85,3 +90,37 @@ def test_its_folders_are_made_for_its_user_from_the_sites_source(tmp_path: Path)
     (workspace / "lib" / "a.js").write_text("edited")
     ensure_development(config.sites[-1], tmp_path / "src" / "app", owner)  # there already: kept as it is
     assert (workspace / "lib" / "a.js").read_text() == "edited"
+
+
+def test_a_workspace_is_made_without_the_sources_links(tmp_path: Path) -> None:
+    # A static site's preview is its workspace's files served by Caddy, which follows links: none are copied.
+    config = load(tmp_path, EDITOR + BUILDS + site("app", "node"))
+    src = tmp_path / "src" / "app"
+    (src / "a" / "b").mkdir(parents=True)
+    (src / "a" / "b" / "index.html").write_text("x")
+    os.symlink("../../../../state/system/dialup.db", src / "a" / "b" / "l")  # inside the source's parent
+    os.symlink("index.html", src / "a" / "b" / "same")
+    ensure_development(config.sites[-1], src, (os.getuid(), os.getgid()))
+    workspace = config.server.state_dir / "dev-workspaces" / "app"
+    assert (workspace / "a" / "b" / "index.html").read_text() == "x"
+    assert not os.path.lexists(workspace / "a" / "b" / "l") and not os.path.lexists(workspace / "a" / "b" / "same")
+
+
+def test_a_source_that_cannot_be_copied_leaves_the_other_sites_workspaces_made(tmp_path: Path) -> None:
+    config = load(tmp_path, EDITOR + BUILDS + site("app", "node") + site("docs", "static"))
+    with open(tmp_path / "src" / "app" / "huge.bin", "wb") as f:
+        f.truncate(600 << 20)  # over the copy limit (sparse: nothing stored)
+    prepare_workspaces(config)  # no raise: that site's workspace is left out, and said so
+    state = config.server.state_dir
+    assert (state / "dev-workspaces" / "docs").is_dir()
+    assert not (state / "dev-workspaces" / "app").exists()
+    assert not list((state / "dev-workspaces").glob(".*partial"))  # nothing half made left behind
+
+
+def test_the_editors_routes_come_before_the_sites_so_a_wildcard_site_cannot_take_them(tmp_path: Path) -> None:
+    wildcard = '[[sites]]\nname = "all"\nhosts = ["*.example.com"]\nimage = "x:1"\nport = 80\n'
+    config = load(tmp_path, EDITOR + BUILDS + site("docs", "static") + wildcard)
+    routes = render(config)["apps"]["http"]["servers"]["dialup"]["routes"]
+    hosts = [r["match"][0]["host"] for r in routes if r.get("match")]
+    assert hosts.index(["editor.example.com"]) < hosts.index(["*.example.com"])
+    assert hosts.index(["docs-dev.example.com"]) < hosts.index(["*.example.com"])

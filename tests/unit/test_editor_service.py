@@ -4,6 +4,7 @@ a change made by someone else is pushed to the open tab."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import aiosqlite
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from activator.builds.releases import Release
 from activator.editor.access import Access
 from activator.editor.service import EditorSettings, make_editor_app
 
@@ -98,3 +100,59 @@ async def test_the_page_allows_only_its_own_scripts_and_its_sites_preview(
     assert "default-src 'self'" in policy and "frame-src https://blog-dev.localhost/" in policy
     assert "script-src" not in policy and "<script>" not in await r.text()  # no inline script, none elsewhere
     assert 'data-preview-kind="files"' in await r.text()  # no development container: reloaded at once
+
+
+async def test_used_and_expired_tokens_get_the_same_401_over_http(tmp_path: Path) -> None:
+    (tmp_path / "ws" / "blog").mkdir(parents=True)
+    now = [1_800_000_000.0]
+    async with aiosqlite.connect(tmp_path / "dialup.db") as db:
+        access = Access(db)
+        await access.open()
+        settings = EditorSettings(HOST, tmp_path / "ws", frozenset({"blog"}), secure_cookie=True)
+        client = TestClient(TestServer(make_editor_app(settings, access, clock=lambda: now[0])))
+        await client.start_server()
+        try:
+            token = await access.issue_token("blog", now=now[0], ttl=600)
+            r = await client.get("/sites/blog/login", params={"token": token}, allow_redirects=False)
+            assert r.status == 303 and "Secure" in r.headers["Set-Cookie"].split("; ")  # over HTTPS only
+            r = await client.get("/sites/blog/login", params={"token": token}, allow_redirects=False)
+            assert (r.status, await r.text()) == (401, "unauthorized\n")  # used once already
+            late = await access.issue_token("blog", now=now[0], ttl=600)
+            now[0] += 601
+            r = await client.get("/sites/blog/login", params={"token": late}, allow_redirects=False)
+            assert (r.status, await r.text()) == (401, "unauthorized\n")  # expired
+        finally:
+            await client.close()
+
+
+async def test_a_deploy_from_another_origin_or_none_is_refused(tmp_path: Path) -> None:
+    # SameSite=Strict does not stop a friend's site on the same domain: the Origin check does.
+    (tmp_path / "ws" / "blog").mkdir(parents=True)
+
+    def deploy(site: str, say: object, folder: Path) -> asyncio.Task[Release]:
+        raise AssertionError("a refused deploy must never start")
+
+    async with aiosqlite.connect(tmp_path / "dialup.db") as db:
+        access = Access(db)
+        await access.open()
+        settings = EditorSettings(HOST, tmp_path / "ws", frozenset({"blog"}), secure_cookie=False)
+        client = TestClient(TestServer(make_editor_app(settings, access, deploy)))
+        await client.start_server()
+        try:
+            await logged_in(client, access)
+            for headers in ({"Origin": "https://blog.example.com"}, {}):  # a friend's site, or no Origin at all
+                r = await client.post("/sites/blog/deploy", headers=headers)
+                assert (r.status, await r.text()) == (401, "unauthorized\n"), headers
+        finally:
+            await client.close()
+
+
+async def test_open_tabs_are_closed_at_shutdown_at_once(editor: tuple[TestClient, Access, Path]) -> None:
+    client, access, _ = editor
+    await logged_in(client, access)
+    ws = await client.ws_connect("/sites/blog/ws", headers=ORIGIN)
+    began = time.monotonic()
+    await client.server.runner.shutdown()  # (what cleanup() runs first)
+    message = await ws.receive(timeout=5)
+    assert message.type is aiohttp.WSMsgType.CLOSE and message.data == 1001  # going away: the page reconnects
+    assert time.monotonic() - began < 5

@@ -3,7 +3,9 @@ workspace read or written, whole-file writes with conflict detection, atomic rep
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -160,3 +162,70 @@ def test_what_is_written_belongs_to_the_owner_given(outside: Path) -> None:
     for path in ("new", "new/deep", "new/deep/file.txt"):
         info = (outside / "other" / path).stat()
         assert (info.st_uid, info.st_gid) == owner, path
+
+
+def test_a_link_or_a_folder_holding_one_is_not_moved(ws: Workspace, outside: Path) -> None:
+    # A link that points inside from where it is (a/b/l -> ../../index.html) would point outside from the top.
+    (ws.root / "a" / "b").mkdir(parents=True)
+    os.symlink("../../../secret", ws.root / "a" / "b" / "l")
+    with pytest.raises(PathRefused, match="a link"):
+        ws.rename("a/b/l", "l")
+    with pytest.raises(PathRefused, match="holding links"):
+        ws.rename("a", "z/y/a")
+    assert (ws.root / "a" / "b" / "l").is_symlink() and not (ws.root / "l").exists() and untouched(outside)
+
+
+def test_two_tabs_writing_the_same_version_at_once_one_wins_and_one_gets_the_conflict(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = ws.read("index.html")[1]
+    # Both writes are held between their version check and their rename, until both got there: without the
+    # workspace's lock both would pass the check and both be acknowledged, one of them lost.
+    both_checked = threading.Barrier(2, timeout=0.5)
+
+    def held(growth: int, *, new_file: bool) -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_checked.wait()
+
+    monkeypatch.setattr(ws, "_check_room", held)
+    results: list[str] = []
+
+    def write(text: str) -> None:
+        try:
+            ws.write("index.html", text.encode(), base)
+            results.append("ok")
+        except Conflict:
+            results.append("conflict")
+
+    threads = [threading.Thread(target=write, args=(f"tab {i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["conflict", "ok"]
+
+
+def test_a_write_over_a_huge_sparse_file_is_refused_without_reading_it(ws: Workspace) -> None:
+    with open(ws.root / "big.bin", "wb") as f:
+        f.truncate(50 << 30)  # 50 GiB claimed, nothing stored
+    with pytest.raises(PathRefused, match="larger than"):
+        ws.write("big.bin", b"x", "whatever")
+
+
+def test_a_tree_too_deep_to_walk_is_refused_not_a_crash(ws: Workspace) -> None:
+    deep = ws.root
+    fd = os.open(deep, os.O_RDONLY)
+    try:
+        for _ in range(1200):  # user code can nest folders without end
+            os.mkdir("d", dir_fd=fd)
+            child = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    finally:
+        os.close(fd)
+    try:
+        with pytest.raises(PathRefused, match="nested too deeply"):
+            ws.tree()
+    finally:  # removed here, deepest first (a recursive removal would meet the same limit)
+        for depth in range(1200, 0, -1):
+            os.rmdir(ws.root.joinpath(*["d"] * depth))

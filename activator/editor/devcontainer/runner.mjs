@@ -67,12 +67,21 @@ function run() {
   first = false;
 }
 
+// SIGTERM, then SIGKILL if the app has not gone in a few seconds (one that ignores SIGTERM must not hold up
+// the next start for ever).
+const KILL_AFTER_MS = 3000;
+function stop(app) {
+  app.kill("SIGTERM");
+  const kill = setTimeout(() => app.kill("SIGKILL"), KILL_AFTER_MS);
+  app.once("exit", () => clearTimeout(kill));
+}
+
 let timer = null;
 function changed() {
   clearTimeout(timer);
   timer = setTimeout(() => {
     watchAll();
-    if (child) { again = true; child.kill("SIGTERM"); } else run();
+    if (child) { again = true; stop(child); } else run();
   }, 20);  // one restart for a burst of changes (a save is a write and a rename)
 }
 
