@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from activator.backups.scheduler import Scheduler
 from activator.builds.api import DEPLOYER, RELEASES
 from activator.metrics import REGISTRY
 from activator.monitor import Monitor
@@ -21,6 +22,7 @@ ADMIN_SUPERVISOR = web.AppKey("admin_supervisor", Supervisor)
 ADMIN_STORE = web.AppKey("admin_store", Store)
 ADMIN_MONITOR = web.AppKey("admin_monitor", Monitor)
 ADMIN_GUARD = web.AppKey("admin_guard", CaddyGuard)
+ADMIN_BACKUPS = web.AppKey("admin_backups", Scheduler)  # set when [backups] is
 CADDY_ERRORS = (aiohttp.ClientError, CaddyError, OSError)
 
 
@@ -81,6 +83,8 @@ async def status(request: web.Request) -> web.Response:
         "builds": {"parallel": queue.parallel, "building": queue.building, "waiting": queue.waiting},
         "sites": rows,
     }
+    if ADMIN_BACKUPS in request.app:
+        body["backups"] = request.app[ADMIN_BACKUPS].status()
     return web.json_response(body)
 
 

@@ -13,7 +13,10 @@ from aiohttp import web
 
 from activator import statedir, statelock
 from activator.admin_client import editor_origin
-from activator.api import make_admin_app
+from activator.api import ADMIN_BACKUPS, make_admin_app
+from activator.backups.commands import live_images
+from activator.backups.scheduler import Scheduler
+from activator.backups.service import Backups, restic_for
 from activator.builds.api import DEPLOYER, RELEASES
 from activator.builds.api import add_routes as add_deploy_routes
 from activator.builds.deployer import Deployer, Progress
@@ -45,6 +48,7 @@ from activator.supervisor import Supervisor
 log = logging.getLogger("dialup")
 
 CONFIG = web.AppKey("config", Config)
+BACKUPS = web.AppKey("backups", Scheduler)
 PROBE_HTTP = web.AppKey("probe_http", aiohttp.ClientSession)  # readiness probes and looks after no answer
 STORE = web.AppKey("store", Store)
 RUNTIME = web.AppKey("runtime", DockerRuntime)
@@ -185,6 +189,21 @@ async def deployer_ctx(app: web.Application) -> AsyncIterator[None]:
     await deployer.close()
 
 
+async def backups_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Scheduled backups (when [backups] is set): started at go-live, in the background."""
+    if not app[CONFIG].backups.enabled:
+        yield
+        return
+    deployer, releases = app[DEPLOYER], app[RELEASES]
+    backups = Backups(
+        lambda: deployer.config, restic_for(app[CONFIG]), app[STORE], lambda: live_images(deployer.config, releases)
+    )
+    app[BACKUPS] = Scheduler(backups)
+    app[MONITOR].storage_responses.append(backups.trim)  # retention applied before the disk fills
+    yield
+    await app[BACKUPS].close()
+
+
 async def reloader_ctx(app: web.Application) -> AsyncIterator[None]:
     metrics = app[CADDY_METRICS] if CADDY_METRICS in app else None
     app[RELOADER] = Reloader(
@@ -240,6 +259,8 @@ async def editor_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def admin_ctx(app: web.Application) -> AsyncIterator[None]:
     admin = make_admin_app(app[SUPERVISOR], app[STORE], app[MONITOR], app[GUARD])
+    if BACKUPS in app:
+        admin[ADMIN_BACKUPS] = app[BACKUPS]
     add_deploy_routes(admin, app[DEPLOYER], app[RELEASES])
     add_reload_route(admin, app[RELOADER])
     runner = web.AppRunner(admin, access_log=None)
@@ -266,6 +287,7 @@ def build_app(config: Config) -> web.Application:
             reaper_ctx,
             monitor_ctx,
             deployer_ctx,
+            backups_ctx,
             reloader_ctx,
             editor_ctx,
             admin_ctx,
@@ -311,6 +333,8 @@ class Server:
         await self.app[DEPLOYER].deploy_missing()  # sites with a source and no release yet: built now
         self.app[REAPER].loop.start()
         self.app[MONITOR].start()
+        if BACKUPS in self.app:
+            self.app[BACKUPS].start()
         log.info(
             "ready: %d sites, activator on %s, Caddy serving %s",
             len(self.config.sites),

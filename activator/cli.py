@@ -132,6 +132,11 @@ def _print_status(status: dict[str, Any]) -> None:
         value = "-" if figure["value"] is None else f"{figure['value']:.1f}"
         bounds = ", ".join(f"{k} {figure[k]:g}" for k in ("warning", "critical") if k in figure)
         print(f"host {name}: {value} ({bounds}): {figure['level']}")
+    for kind, row in (status.get("backups") or {}).items():
+        last = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["last_success"])) if row["last_success"] else "never"
+        due = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["next_run"])) if row["next_run"] else "-"
+        failing = f"; FAILING: {row['failing']}" if row["failing"] else ""
+        print(f"backup {kind}: last {last}, next {due}{failing}")
     _print_table(status["sites"])
 
 

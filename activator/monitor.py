@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +77,8 @@ class Monitor:
         self.snapshot = Snapshot()
         self.near_limit: set[str] = set()  # sites whose sustained near-limit episode was reported
         self.cpu_lowered = False
+        # More storage responses (the backups' retention): each returns what it did. Set once, at wiring.
+        self.storage_responses: list[Callable[[], Awaitable[str]]] = []
         self.loop = Periodic("monitor", config.server.monitor_interval, self._timed_tick)
         self.reconfigure(config)
 
@@ -205,6 +207,8 @@ class Monitor:
             f"deleted {files} temp files ({file_bytes / MiB:.1f} MiB) and {images} unused images "
             f"({image_bytes / MiB:.1f} MiB)"
         )
+        for respond in self.storage_responses:
+            detail += f"; {await respond()}"
         log.warning("storage warning: %s", detail)
         await self.supervisor.lifecycle.record(HOST, EventKind.STORAGE_FREED, "storage", detail=detail)
 

@@ -47,7 +47,7 @@ async def opened(config: Config) -> AsyncIterator[tuple[Backups, Store]]:
     try:
         releases = Releases(store.db)
         await releases.open()
-        yield Backups(config, restic_for(config), store, lambda: live_images(config, releases)), store
+        yield Backups(lambda: config, restic_for(config), store, lambda: live_images(config, releases)), store
     finally:
         await store.close()
 

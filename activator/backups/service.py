@@ -12,7 +12,6 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 from activator.backups import collect
 from activator.backups.restic import BackupSummary, Progress, Restic, ResticFailed
@@ -31,13 +30,12 @@ class BackupBusy(Exception):
     """Another backup of this state directory runs now."""
 
 
-@dataclass(frozen=True)
 class BackupFailed(Exception):
-    kind: str
-    reason: str
+    """A backup (or the verification) did not complete: which, and why (also in its backup_failed event)."""
 
-    def __str__(self) -> str:
-        return f"{self.kind} backup failed: {self.reason}"
+    def __init__(self, kind: str, reason: str) -> None:
+        self.kind, self.reason = kind, reason
+        super().__init__(f"{kind} backup failed: {reason}")
 
 
 def class_tag(kind: BackupClass) -> str:
@@ -53,19 +51,19 @@ def restic_for(config: Config) -> Restic:
 class Backups:
     def __init__(
         self,
-        config: Config,
+        config: Callable[[], Config],
         restic: Restic,
         events: EventLog,
         live_images: Callable[[], Awaitable[list[str]]],
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self.config, self.restic, self._events, self._live_images, self._wall = (
-            config,
-            restic,
-            events,
-            live_images,
-            wall,
-        )
+        self._config, self.restic, self._events = config, restic, events
+        self._live_images, self._wall = live_images, wall
+
+    @property
+    def config(self) -> Config:
+        """The config as it runs now (a reload adds and removes sites, and their sources)."""
+        return self._config()
 
     @asynccontextmanager
     async def _locked(self) -> AsyncIterator[None]:
@@ -148,3 +146,17 @@ class Backups:
     async def last_success(self, kind: BackupClass) -> float | None:
         stored = [s.time for s in await self.restic.snapshots(class_tag(kind)) if s.host == self.config.server.name]
         return max(stored, default=None)
+
+    async def trim(self) -> str:
+        """The storage response: each class's retention applied now and the space it frees given back (prune),
+        before the disk fills. Returns what was done, for the event that says so."""
+        try:
+            async with self._locked():
+                for kind in BackupClass:
+                    await self._retention(kind)
+                await self.restic.run(["prune"])
+        except BackupBusy:
+            return "backups: a backup runs, retention is applied after it"
+        except (ResticFailed, OSError) as exc:
+            return f"backups: retention failed: {exc}"
+        return "backups: retention applied, space pruned"

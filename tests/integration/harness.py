@@ -93,7 +93,7 @@ class Deployment:
         manage = caddy.pop("manage", True)
         tables = {
             key: server.pop(key)
-            for key in ("budget", "thresholds", "defaults", "holder", "builds", "editor")
+            for key in ("budget", "thresholds", "defaults", "holder", "builds", "editor", "backups")
             if key in server
         }
         lines = [
