@@ -212,8 +212,9 @@ async def test_storage_warning_deletes_only_the_projects_own_old_files_and_unuse
     deploy, images, docker_client, tmp_path
 ):
     d = await deploy(
-        [site("web", images["static"])], start=False, monitor_interval="200ms", thresholds={"storage_warning": 0.1}
-    )
+        [site("web", images["static"])], start=False, monitor_interval="200ms", thresholds={"storage_warning": 0.1},
+        backups={"repository": str(tmp_path / "repo"), "password_file": str(tmp_path / "key")},
+    )  # fmt: skip
     temp = d.dir / "state" / "temp"
     (temp / "uploads").mkdir(parents=True)  # (temp/builds is the deploys' own: cleared at startup, else left)
     old, fresh, outside = temp / "uploads" / "old.tar", temp / "fresh.tar", d.dir / "state" / "keep.tar"
@@ -236,6 +237,8 @@ async def test_storage_warning_deletes_only_the_projects_own_old_files_and_unuse
 
         (event,) = await until(freed, 20, "the storage response")
         assert "deleted 1 temp files" in event["detail"] and "1 unused images" in event["detail"]
+        # The backups' retention too (applied now, or after the startup's first backups if they still run).
+        assert "; backups: " in event["detail"], event["detail"]
         assert not old.exists() and fresh.exists() and outside.exists()
         names = {tag for image in docker_client.images.list() for tag in image.tags}
         assert f"{d.name}-leftover:1" not in names and f"{d.name}-foreign:1" in names and f"{d.name}-r:1" in names
