@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from activator.config import CaddyConfig, Config, ServerConfig
+from activator.config import BackupsConfig, CaddyConfig, Config, EditorConfig, ServerConfig
 from activator.core.reloads import keep_release, plan, restart_needed
 from activator.testing.rig import site_config
 
@@ -44,6 +44,10 @@ def test_a_change_of_a_section_read_only_at_startup_needs_a_restart() -> None:
     assert (
         restart_needed(BASE, replace(BASE, caddy=replace(CaddyConfig(), http_listen=":8080"))) == "[caddy] http_listen"
     )
+    editor = replace(BASE, editor=EditorConfig(host="editor.example.com"))
+    assert restart_needed(BASE, editor) == "[editor] host"
+    backups = replace(BASE, backups=BackupsConfig(repository=Path("/srv/backups")))
+    assert restart_needed(BASE, backups) == "[backups] repository"
 
 
 def test_a_site_built_from_source_keeps_its_release_across_a_change_of_settings() -> None:
