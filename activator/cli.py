@@ -23,6 +23,7 @@ from activator.backups.restic import ResticFailed
 from activator.builds.releases import Releases
 from activator.config import Config, ConfigError, load_config
 from activator.config_backups import BackupClass
+from activator.core.sizes import SIZES
 from activator.errors import AlreadyRunning, RuntimeUnavailable, StateDirRefused
 from activator.model import Container, Network
 from activator.proxy.caddy import CaddyAdmin, CaddyError
@@ -51,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         ("backup", "back up now (sites and config; --include-db or --only CLASS), then verify: exit 0 only then"),
         ("backups", "list the snapshots of each class, what each added, the last verification and failure"),
         ("restore", "restore a backup into a new folder: state, sources, a config pointing at them, images"),
+        ("migrate", "back up everything now and write a bundle with the steps to move to a server of another size"),
     ):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("-c", "--config", required=True, help="the TOML config file")
@@ -68,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("snapshot", nargs="?", help="a sites snapshot's id (default: the newest)")
             cmd.add_argument("--target-dir", required=True, help="a new folder to restore into")
             cmd.add_argument("--name", help="the restored deployment's [server] name (default: the backup's)")
+        if name in ("restore", "migrate"):
+            required = name == "migrate"
+            flag = "--target-size" if required else "--size"
+            cmd.add_argument(flag, dest="size", choices=sorted(SIZES), required=required,
+                             help="the server's size: the memory budget and builds' share scaled to it")  # fmt: skip
+        if name == "migrate":
+            cmd.add_argument("--bundle", required=True, help="a folder for the bundle (the steps, the restore config)")
     return parser
 
 
@@ -199,6 +208,8 @@ def _backups(config: Config, args: argparse.Namespace) -> int:
     try:
         if args.command == "backup":
             return 0 if asyncio.run(commands.backup(config, commands.classes(args.only, args.include_db))) else 1
+        if args.command == "migrate":
+            return 0 if asyncio.run(commands.migrate(config, args.size, Path(os.path.abspath(args.bundle)))) else 1
         if args.command == "backups":
             listing = asyncio.run(commands.listing(config))
             if args.json:
@@ -212,7 +223,7 @@ def _backups(config: Config, args: argparse.Namespace) -> int:
         written = asyncio.run(
             restore.restore(
                 restic_for(config), config.builds.docker, Path(target), args.snapshot, args.name,
-                lambda line: print(line, file=sys.stderr),
+                lambda line: print(line, file=sys.stderr), SIZES[args.size] if args.size else None,
             )
         )  # fmt: skip
         if written:
@@ -278,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sys.stdout.buffer.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n")
             else:
                 admin_client.print_releases(rows)
-        elif args.command in ("backup", "backups", "restore"):
+        elif args.command in ("backup", "backups", "restore", "migrate"):
             return _backups(config, args)
         elif args.command == "up":
             from activator.app import serve

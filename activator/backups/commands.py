@@ -3,10 +3,13 @@ in this process, beside a running `dialup up` or not: the backup lock keeps to o
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from activator import statedir
@@ -15,6 +18,7 @@ from activator.backups.service import SITE, TAG, BackupBusy, BackupFailed, Backu
 from activator.builds.releases import Releases
 from activator.config import Config
 from activator.config_backups import BackupClass
+from activator.core.sizes import PLAN, SIZES, shares
 from activator.model import EventKind
 from activator.store import Store
 
@@ -138,3 +142,52 @@ def print_listing(listing: dict[str, Any]) -> None:
         print(
             f"last failure: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(failure['time']))}: {failure['reason']}"
         )
+
+
+async def migrate(config: Config, size_name: str, bundle: Path) -> bool:
+    """A verified backup of every class now, and a bundle saying how to bring it up on a server of that size."""
+    if not await backup(config, list(BackupClass)):
+        return False
+    async with opened(config) as (backups, _):
+        stored = await backups.restic.snapshots(TAG)
+    mine = sorted((s for s in stored if s.host == config.server.name), key=lambda s: s.time)
+    newest = {kind: next(s.id for s in reversed(mine) if s.tag("class:") == kind.value) for kind in BackupClass}
+    size, now = SIZES[size_name], shares(PLAN)
+    target = shares(size)
+    rows = [
+        ("memory budget of the sites", f"{config.budget.memory >> 20} MiB", f"{target.budget >> 20} MiB",
+         f"{now.budget >> 20} MiB"),
+        ("builds: memory", f"{config.builds.memory >> 20} MiB", f"{target.build_memory >> 20} MiB",
+         f"{now.build_memory >> 20} MiB"),
+        ("builds: cores", f"{config.builds.cpus:g}", f"{target.build_cpus:g}", f"{now.build_cpus:g}"),
+        ("builds: at once", str(config.builds.parallel), str(target.build_parallel), str(now.build_parallel)),
+    ]  # fmt: skip
+    b = config.backups
+    key = b.key_file(config.server.system_dir)
+    table = [f"{'setting':<28} {'this server':>12} {size_name + ' server':>14} {'(plan, 4 GB)':>13}"]
+    table += [f"{a:<28} {b_:>12} {c:>14} {d:>13}" for a, b_, c, d in rows]
+    steps = [
+        f"1. Copy the repository {b.repository} and the password file {key} to the new server (the same paths,",
+        f"   or change {bundle / 'restore.toml'} to where they are there), with this bundle.",
+        "2. On the new server: get dialup (scripts/setup.sh), then restore (it writes the config for that size):",
+        f"   dialup restore {newest[BackupClass.SITES][:8]} --target-dir /var/lib/dialup --size {size_name} "
+        f"-c {bundle / 'restore.toml'}",
+        "3. Bring it up: dialup up -c /var/lib/dialup/dialup.toml (check its listen addresses first), then point",
+        "   the sites' DNS names at the new server.",
+        "4. Here, once the new server answers: dialup down -c " + str(config.path),
+    ]
+    text = "\n".join(["Migration to a " + size_name + " server", "", *table, "", *steps]) + "\n"
+    files = {
+        "restore.toml": f'[backups]\nrepository = "{b.repository}"\npassword_file = "{key}"\n',
+        "snapshots.json": json.dumps({k.value: v for k, v in newest.items()}, indent=2) + "\n",
+        "STEPS.txt": text,
+    }
+    await asyncio.to_thread(_write_bundle, bundle, files)
+    print(text)
+    return True
+
+
+def _write_bundle(bundle: Path, files: dict[str, str]) -> None:
+    bundle.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (bundle / name).write_text(text)

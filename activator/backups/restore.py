@@ -19,6 +19,7 @@ from activator.backups.collect import MANIFEST, Manifest
 from activator.backups.restic import Restic, Stored
 from activator.backups.service import TAG
 from activator.config_backups import BackupClass
+from activator.core.sizes import Size, toml_tables
 
 
 class RestoreFailed(Exception):
@@ -93,7 +94,9 @@ def place_database(folder: Path, target: Path, old_state: str) -> None:
         raise RestoreFailed("the database and sites snapshots are of different state directories")
 
 
-def place_config(folder: Path, target: Path, sources: dict[str, str], name: str | None) -> Path:
+def place_config(
+    folder: Path, target: Path, sources: dict[str, str], name: str | None, size: Size | None = None
+) -> Path:
     manifest, _ = _manifest(folder, BackupClass.CONFIG)
     data = tomllib.loads(_inside(folder, manifest.config).read_text())
     server = data.setdefault("server", {})
@@ -105,6 +108,9 @@ def place_config(folder: Path, target: Path, sources: dict[str, str], name: str 
             site["source"] = f"sources/{site['name']}"
     if sources:
         data.setdefault("builds", {})["source_roots"] = ["sources"]
+    if size is not None:  # another server: the budget and the builds' share as the plan gives them for its size
+        for table, values in toml_tables(size).items():
+            data.setdefault(table, {}).update(values)
     path = target / "dialup.toml"
     path.write_text(f"# Restored by dialup restore from {manifest.config} ({time.ctime()})\n" + dumps(data))
     return path
@@ -126,7 +132,13 @@ async def load_images(docker: str, folder: Path, manifest: Manifest) -> list[str
 
 
 async def restore(
-    restic: Restic, docker: str, target: Path, snapshot: str | None, name: str | None, say: Callable[[str], None]
+    restic: Restic,
+    docker: str,
+    target: Path,
+    snapshot: str | None,
+    name: str | None,
+    say: Callable[[str], None],
+    size: Size | None = None,
 ) -> Path | None:
     """Everything restored into `target` (which must be empty or new). Returns the config file written, if the
     backups had one."""
@@ -151,7 +163,7 @@ async def restore(
             step("placed the database (integrity checked, release folders moved with it)")
         config = None
         if BackupClass.CONFIG in picked:
-            config = await asyncio.to_thread(place_config, scratch / "config", target, manifest.sources, name)
+            config = await asyncio.to_thread(place_config, scratch / "config", target, manifest.sources, name, size)
             step(f"wrote {config}")
         loaded = await load_images(docker, scratch / "sites", manifest)
         step(f"loaded {len(loaded)} images")

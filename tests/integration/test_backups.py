@@ -19,6 +19,7 @@ import aiohttp
 import aiosqlite
 import docker
 
+from activator.config import load_config
 from tests.integration.harness import LABEL, Deployment, until
 
 SERVER = 'require("http").createServer((q, s) => s.end("app from source")).listen(process.env.PORT);\n'
@@ -97,12 +98,20 @@ async def test_a_deployment_backed_up_lost_and_restored_under_another_name_answe
                     await asyncio.sleep(0.005)
             return n
 
+        # Moving to a bigger server: a verified backup of everything now, and a bundle saying how.
         writer = asyncio.ensure_future(write_events())
-        done = await asyncio.to_thread(dialup, d.config_path, "backup", "--include-db")
+        bundle = tmp_path / "bundle"
+        done = await asyncio.to_thread(
+            dialup, d.config_path, "migrate", "--target-size", "large", "--bundle", str(bundle)
+        )
         writing = False
         written = await writer
         assert done.returncode == 0, done.stdout + done.stderr
         assert "verified" in done.stderr and written > 0
+        assert "memory budget of the sites       2150 MiB       4300 MiB" in done.stdout, done.stdout
+        steps = (bundle / "STEPS.txt").read_text()
+        sites_snapshot = json.loads((bundle / "snapshots.json").read_text())["sites"]
+        assert f"dialup restore {sites_snapshot[:8]} --target-dir" in steps and "--size large" in steps
         listing = json.loads((await asyncio.to_thread(dialup, d.config_path, "backups", "--json")).stdout)
         assert all(len(listing["classes"][c]) == 1 for c in ("db", "sites", "config")), listing
         assert listing["last_verified"] is not None
@@ -116,11 +125,10 @@ async def test_a_deployment_backed_up_lost_and_restored_under_another_name_answe
         # A new deployment on this machine, another name, from the backups alone (and the key kept apart).
         d2 = await deploy([], start=False)
         d2.config_path.unlink()  # the restore writes the config
-        config = tmp_path / "restore.toml"
-        config.write_text(
-            f'[backups]\nrepository = "{tmp_path / "repo"}"\npassword_file = "{tmp_path / "backup.key"}"\n'
-        )
-        done = await asyncio.to_thread(dialup, config, "restore", "--target-dir", str(d2.dir), "--name", d2.name)
+        done = await asyncio.to_thread(
+            dialup, bundle / "restore.toml", "restore", sites_snapshot[:8], "--target-dir", str(d2.dir),
+            "--name", d2.name, "--size", "large",
+        )  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
         assert f"dialup up -c {d2.dir / 'dialup.toml'}" in done.stdout
         for step in ("restored the sites snapshot", "placed the database", "loaded 2 images"):
@@ -130,6 +138,9 @@ async def test_a_deployment_backed_up_lost_and_restored_under_another_name_answe
         d2.config_path.write_text(text)
         d2.http_port, d2.listen_port, d2.log_port = d.http_port, d.listen_port, d.log_port
         assert (d2.dir / "sources" / "app" / "server.js").read_text() == SERVER
+        restored = load_config(d2.config_path)
+        assert restored.budget.memory == 4300 << 20 and restored.builds.parallel == 4  # the large server's plan
+        assert restored.server.state_dir == d2.dir / "state" and restored.server.name == d2.name
         await d2.start()
         after = {s["name"]: await body(d2, f"{s['name']}.localhost") for s in sites}
         assert after == before
