@@ -167,9 +167,36 @@ async def restore(
             step(f"wrote {config}")
         loaded = await load_images(docker, scratch / "sites", manifest)
         step(f"loaded {len(loaded)} images")
+        if BackupClass.DB in picked:
+            live = await check_releases(docker, target)
+            step(f"checked: the {live} live releases are all there")
     finally:
         await asyncio.to_thread(shutil.rmtree, scratch, True)
     return config
+
+
+async def check_releases(docker: str, target: Path) -> int:
+    """Every live release is there: its folder (a static site's), or its image. Raises RestoreFailed."""
+
+    def live() -> list[tuple[str, str, str]]:
+        with sqlite3.connect(target / "state" / "system" / "dialup.db") as conn:
+            return conn.execute("SELECT site, kind, artifact FROM releases WHERE live = 1").fetchall()
+
+    missing = []
+    rows = await asyncio.to_thread(live)
+    for site, kind, artifact in rows:
+        if kind == "files":
+            if not await asyncio.to_thread(Path(artifact).is_dir):
+                missing.append(f"{site}: {artifact}")
+            continue
+        proc = await asyncio.create_subprocess_exec(
+            docker, "image", "inspect", artifact, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        if await proc.wait() != 0:
+            missing.append(f"{site}: image {artifact}")
+    if missing:
+        raise RestoreFailed("live releases missing after the restore: " + "; ".join(missing))
+    return len(rows)
 
 
 # -- a TOML writer for what tomllib read from a dialup config ----------------------------------------------------

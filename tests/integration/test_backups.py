@@ -131,7 +131,7 @@ async def test_a_deployment_backed_up_lost_and_restored_under_another_name_answe
         )  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
         assert f"dialup up -c {d2.dir / 'dialup.toml'}" in done.stdout
-        for step in ("restored the sites snapshot", "placed the database", "loaded 2 images"):
+        for step in ("restored the sites snapshot", "placed the database", "loaded 2 images", "the 2 live releases"):
             assert step in done.stderr, done.stderr
         # What is this machine's own (the old one's ports are free again; its Caddy socket folder is gone).
         text = d2.config_path.read_text().replace(str(d.dir), str(d2.dir))
