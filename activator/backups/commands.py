@@ -75,8 +75,18 @@ def classes(only: str | None, include_db: bool) -> list[BackupClass]:
 
 
 async def backup(config: Config, kinds: Sequence[BackupClass]) -> bool:
-    """Each class backed up, then the repository checked: True only if all of it was done and verified."""
+    """Each class backed up, then the repository checked: True only if all of it was done and verified. One
+    under way (the schedule's) is waited for."""
     async with opened(config) as (backups, _):
+        told = False
+
+        def waiting() -> None:
+            nonlocal told
+            if not told:
+                print("waiting for the backup under way to end", file=sys.stderr)
+                told = True
+
+        backups.wait = waiting
         for kind in kinds:
             try:
                 summary = await backups.run(kind, "command", _progress(kind.value))

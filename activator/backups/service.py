@@ -24,6 +24,7 @@ from activator.model import EventKind
 log = logging.getLogger("activator.backups")
 SITE = "(backups)"  # the `site` of backup events
 TAG = "dialup"
+LOCK_POLL = 0.5  # seconds between looks at the lock, for a command that waits for the backup under way
 
 
 class BackupBusy(Exception):
@@ -59,6 +60,8 @@ class Backups:
     ) -> None:
         self._config, self.restic, self._events = config, restic, events
         self._live_images, self._wall = live_images, wall
+        # A command waits for a backup under way (and is told each time it looks); the schedule skips instead.
+        self.wait: Callable[[], None] | None = None
 
     @property
     def config(self) -> Config:
@@ -67,13 +70,19 @@ class Backups:
 
     @asynccontextmanager
     async def _locked(self) -> AsyncIterator[None]:
+        """The backup lock, or BackupBusy at once; with `wait` set (a command's), once the one under way ends."""
         path = self.config.server.system_dir / "backup.lock"
         fd = await asyncio.to_thread(os.open, path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise BackupBusy("another backup of this deployment runs now") from None
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if self.wait is None:
+                        raise BackupBusy("another backup of this deployment runs now") from None
+                    self.wait()
+                    await asyncio.sleep(LOCK_POLL)
             yield
         finally:
             os.close(fd)  # (the lock goes with it)

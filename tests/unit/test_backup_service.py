@@ -4,6 +4,7 @@ the password file."""
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import stat
@@ -142,3 +143,17 @@ def test_the_password_file_is_made_0600_once_and_never_overwritten(tmp_path: Pat
     assert stat.S_IMODE(key.stat().st_mode) == 0o600 and len(first.strip()) >= 40
     ensure_password_file(key)
     assert key.read_text() == first
+
+
+async def test_a_command_waits_for_the_backup_under_way_then_runs(tmp_path: Path) -> None:
+    backups, _, events = setup(tmp_path)
+    fd = os.open(tmp_path / "state" / "system" / "backup.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # the schedule's backup, under way
+    told = asyncio.Event()
+    backups.wait = told.set
+    run = asyncio.ensure_future(backups.run(BackupClass.CONFIG, "command"))
+    await asyncio.wait_for(told.wait(), 5)
+    assert not run.done()
+    os.close(fd)  # it ends
+    await asyncio.wait_for(run, 5)
+    assert [kind for kind, _, _ in events.rows] == ["backup_started", "backup_done"]
