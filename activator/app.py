@@ -177,7 +177,7 @@ async def reaper_ctx(app: web.Application) -> AsyncIterator[None]:
 async def monitor_ctx(app: web.Application) -> AsyncIterator[None]:
     monitor = app[MONITOR] = Monitor(app[CONFIG], app[SUPERVISOR], app[RUNTIME], app[CGROUPS])
     yield
-    await monitor.loop.close()
+    await monitor.close()
 
 
 async def deployer_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -198,7 +198,7 @@ async def backups_ctx(app: web.Application) -> AsyncIterator[None]:
     backups = Backups(
         lambda: deployer.config, restic_for(app[CONFIG]), app[STORE], lambda: live_images(deployer.config, releases)
     )
-    app[BACKUPS] = Scheduler(backups)
+    app[BACKUPS] = Scheduler(backups, ready=lambda: not deployer.doing)  # not while releases are being made
     app[MONITOR].storage_responses.append(backups.trim)  # retention applied before the disk fills
     yield
     await app[BACKUPS].close()

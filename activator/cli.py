@@ -7,7 +7,9 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import suppress
@@ -220,12 +222,20 @@ def _backups(config: Config, args: argparse.Namespace) -> int:
         if not config.backups.enabled:
             raise commands.NoBackups(f"{config.path}: there is no [backups] table (its repository says where)")
         target = os.path.abspath(args.target_dir)
-        written = asyncio.run(
-            restore.restore(
-                restic_for(config), config.builds.docker, Path(target), args.snapshot, args.name,
-                lambda line: print(line, file=sys.stderr), SIZES[args.size] if args.size else None,
-            )
-        )  # fmt: skip
+        # Its cache beside the restore, not in the config's state directory (a restore's config may be only a
+        # [backups] table: its state_dir would be the default one).
+        cache = Path(tempfile.mkdtemp(prefix="dialup-restore-cache-"))
+        restic = restic_for(config)
+        restic.cache_dir = cache
+        try:
+            written = asyncio.run(
+                restore.restore(
+                    restic, config.builds.docker, Path(target), args.snapshot, args.name,
+                    lambda line: print(line, file=sys.stderr), SIZES[args.size] if args.size else None,
+                )
+            )  # fmt: skip
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
         if written:
             print(f"restored: bring it up with `dialup up -c {written}`")
         return 0

@@ -66,6 +66,13 @@ def _schedule(default: Schedule) -> Any:
     return read
 
 
+def _local_folder(value: object) -> str:
+    text = _dir_value(value)
+    if ":" in text:  # restic's sftp:, s3:, rest: ... would be taken here for a folder named so
+        raise ValueError("expected a local folder (restic's other backends, like 'sftp:', are not supported yet)")
+    return text
+
+
 def _share(value: object) -> str:
     text = _typed(str, "a share like '5%'")(value)
     if not text.endswith("%") or not text[:-1].isdigit() or not 0 < int(text[:-1]) <= 100:
@@ -78,7 +85,7 @@ def read_backups(t: _Table, base_dir: Path) -> BackupsConfig:
     if not t.data:
         return BackupsConfig()
     d = BackupsConfig()
-    repository = t.get("repository", _dir_value)
+    repository = t.get("repository", _local_folder)
     password = t.get("password_file", _dir_value, None)
     backups = BackupsConfig(
         repository=Path(os.path.abspath(base_dir / repository)),

@@ -79,8 +79,15 @@ class Monitor:
         self.cpu_lowered = False
         # More storage responses (the backups' retention): each returns what it did. Set once, at wiring.
         self.storage_responses: list[Callable[[], Awaitable[str]]] = []
+        self._responding: set[asyncio.Task[None]] = set()
         self.loop = Periodic("monitor", config.server.monitor_interval, self._timed_tick)
         self.reconfigure(config)
+
+    async def close(self) -> None:
+        await self.loop.close()
+        for task in self._responding:
+            task.cancel()
+        await asyncio.gather(*self._responding, return_exceptions=True)
 
     def start(self) -> None:
         psutil.cpu_percent(interval=None)  # the first call only sets the baseline
@@ -207,8 +214,14 @@ class Monitor:
             f"deleted {files} temp files ({file_bytes / MiB:.1f} MiB) and {images} unused images "
             f"({image_bytes / MiB:.1f} MiB)"
         )
-        for respond in self.storage_responses:
-            detail += f"; {await respond()}"
+        log.warning("storage warning: %s", detail)
+        await self.supervisor.lifecycle.record(HOST, EventKind.STORAGE_FREED, "storage", detail=detail)
+        for respond in self.storage_responses:  # slower ones (the backups' prune): in the background, said after
+            self._responding.add(task := asyncio.ensure_future(self._respond(respond)))
+            task.add_done_callback(self._responding.discard)
+
+    async def _respond(self, respond: Callable[[], Awaitable[str]]) -> None:
+        detail = await respond()
         log.warning("storage warning: %s", detail)
         await self.supervisor.lifecycle.record(HOST, EventKind.STORAGE_FREED, "storage", detail=detail)
 

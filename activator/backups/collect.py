@@ -83,16 +83,33 @@ def copy_database(db: Path, into: Path) -> None:
         raise CollectFailed(f"{db}: the copy failed its integrity check: {verdict}")
 
 
+def sources_of(config: Config) -> dict[str, Path]:
+    """Each site's source folder, resolved (a source reached through a link is backed up, not the link).
+    CollectFailed if one is missing: a backup without it would not bring its site back."""
+    found = {}
+    for site in config.sites:
+        if site.source is not None:
+            real = Path(os.path.realpath(site.source))
+            if not real.is_dir():
+                raise CollectFailed(f"site {site.name}: its source {site.source} is not there")
+            found[site.name] = real
+    return found
+
+
 def paths_of(config: Config, kind: BackupClass, staging: Path) -> list[Path]:
-    """The absolute paths a snapshot of the class holds (those that exist)."""
+    """The absolute paths a snapshot of the class holds: the staging folder, and what exists of the rest."""
     state = config.server
-    found: list[Path] = [staging]
+    found: list[Path] = []
     if kind is BackupClass.SITES:
         found += [state.user_sites_dir, state.workspaces_dir, state.state_dir / "caddy"]
-        found += [s.source for s in config.sites if s.source is not None]
+        found += list(sources_of(config).values())
     elif kind is BackupClass.CONFIG:
         found.append(config.path)
-    return [p for p in found if p.exists()]
+    return [staging] + [Path(os.path.realpath(p)) for p in found if p.exists()]
+
+
+def manifest_tag(staging: Path) -> str:
+    return f"manifest:{os.path.relpath(staging, '/')}"
 
 
 def manifest_of(config: Config, kind: BackupClass, staging: Path, images: dict[str, str]) -> Manifest:
@@ -102,7 +119,7 @@ def manifest_of(config: Config, kind: BackupClass, staging: Path, images: dict[s
         state_dir=str(config.server.state_dir),
         config=str(config.path),
         staging=str(staging),
-        sources={s.name: str(s.source) for s in config.sites if s.source is not None and kind is BackupClass.SITES},
+        sources={n: str(p) for n, p in sources_of(config).items()} if kind is BackupClass.SITES else {},
         images=images,
         created=time.time(),
     )
@@ -113,16 +130,22 @@ def _file_name(image: str) -> str:
 
 
 async def stage_images(docker: str, images: list[str], into: Path) -> dict[str, str]:
-    """Each image saved to a tar in `into` (docker save, at the lowest CPU priority): reference -> file name."""
+    """Each image saved to a tar in `into` (docker save: the engine does the work, at its own priority):
+    reference -> file name."""
     await asyncio.to_thread(into.mkdir, 0o700, False, True)
     saved: dict[str, str] = {}
     for image in sorted(set(images)):
         target = into / _file_name(image)
         proc = await asyncio.create_subprocess_exec(
-            "nice", "-n", "19", docker, "save", "-o", str(target), image,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        _, err = await proc.communicate()
+            docker, "save", "-o", str(target), image, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+        try:
+            _, err = await proc.communicate()
+        except BaseException:  # cancelled: the export ends with it
+            if proc.returncode is None:
+                proc.kill()
+                await asyncio.shield(proc.wait())
+            raise
         if proc.returncode != 0:
             raise CollectFailed(f"docker save {image}: {err.decode(errors='replace').strip()[-500:]}")
         saved[image] = f"images/{target.name}"

@@ -1,5 +1,6 @@
-"""`dialup backup`, `dialup backups`: a backup now (with its progress, then verified), and what is stored. They run
-in this process, beside a running `dialup up` or not: the backup lock keeps to one backup at a time."""
+"""`dialup backup`, `dialup backups`, `dialup migrate`: a backup now (with its progress, then verified), what is
+stored, and a bundle for a move to another server. They run in this process, beside a running `dialup up` or
+not: the backup lock keeps to one backup at a time."""
 
 from __future__ import annotations
 
@@ -188,7 +189,9 @@ async def migrate(config: Config, size_name: str, bundle: Path) -> bool:
     ]
     text = "\n".join(["Migration to a " + size_name + " server", "", *table, "", *steps]) + "\n"
     files = {
-        "restore.toml": f'[backups]\nrepository = "{b.repository}"\npassword_file = "{key}"\n',
+        # Its own state folder (the default, /var/lib/dialup, is where the steps restore to).
+        "restore.toml": f'[server]\nstate_dir = "restore-state"\n\n[backups]\nrepository = "{b.repository}"\n'
+        f'password_file = "{key}"\n',
         "snapshots.json": json.dumps({k.value: v for k, v in newest.items()}, indent=2) + "\n",
         "STEPS.txt": text,
     }

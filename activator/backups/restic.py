@@ -6,10 +6,12 @@ not a backup)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import secrets
 import shutil
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +22,8 @@ import orjson
 
 log = logging.getLogger("activator.backups")
 TAIL = 2000  # characters of restic's stderr kept for the reason of a failure
+LINE_LIMIT = 1 << 24  # a line of restic's JSON progress, at most
+STOP_WAIT = 10.0  # seconds a restic told to stop (SIGINT: it removes its lock) has before it is killed
 
 
 class ResticFailed(Exception):
@@ -70,6 +74,8 @@ def ensure_password_file(path: Path) -> None:
 class Restic:
     def __init__(self, binary: str, repository: Path, password_file: Path, cache_dir: Path) -> None:
         self.binary, self.repository, self.password_file, self.cache_dir = binary, repository, password_file, cache_dir
+        self._ready = False  # the repository was found (or made) and unlocked by this process
+        self._opening = asyncio.Lock()  # (one at a time: two would both find the folder empty, and both init)
 
     def _env(self) -> dict[str, str]:
         return {
@@ -91,38 +97,43 @@ class Restic:
         """restic with `args`: its stdout (or each line of it given to `lines`), or ResticFailed."""
         proc = await asyncio.create_subprocess_exec(
             *self._argv(args), cwd=cwd, env=self._env(), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=LINE_LIMIT,
         )  # fmt: skip
         assert proc.stdout is not None and proc.stderr is not None
-        err = asyncio.ensure_future(proc.stderr.read())
-        out = bytearray()
         try:
-            async for line in proc.stdout:
-                if lines is not None:
+            if lines is None:  # all of it (a listing is one JSON line, as long as the repository's history)
+                out, err = await proc.communicate()
+            else:
+                reading = asyncio.ensure_future(proc.stderr.read())
+                async for line in proc.stdout:
                     lines(line)
-                else:
-                    out += line
-            code = await proc.wait()
+                await proc.wait()
+                out, err = b"", await reading
         except BaseException:  # cancelled (dialup stopping): restic ends too, its repository stays usable
-            if proc.returncode is None:
-                proc.terminate()
-                await asyncio.shield(proc.wait())
+            await asyncio.shield(_interrupt(proc))
             raise
-        said = (await err).decode(errors="replace")
-        if code != 0:
-            raise ResticFailed(args[0], code, said)
-        return bytes(out)
+        if proc.returncode != 0:
+            raise ResticFailed(args[0], proc.returncode, err.decode(errors="replace"))
+        return out
 
     async def ensure_repository(self) -> None:
-        """The repository, made if there is none (compressed: repository format 2)."""
-        self.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        ensure_password_file(self.password_file)
-        try:
-            await self.run(["cat", "config"])
-        except ResticFailed:
-            self.repository.mkdir(mode=0o700, parents=True, exist_ok=True)
+        """The repository, made if its folder is missing or empty (compressed: repository format 2), with a new
+        password file. Anything else that keeps restic from opening it (the folder of an unmounted disk, a lost
+        password file) is a failure, never a new repository. Once per process: each run opens it (~0.5 s)."""
+        async with self._opening:
+            if not self._ready:
+                await self._open()
+
+    async def _open(self) -> None:
+        await asyncio.to_thread(self.cache_dir.mkdir, 0o700, True, True)
+        if await asyncio.to_thread(_empty_or_missing, self.repository):
+            await asyncio.to_thread(self.repository.mkdir, 0o700, True, True)
+            await asyncio.to_thread(ensure_password_file, self.password_file)
             await self.run(["init", "--repository-version", "2"])
+        elif not await asyncio.to_thread(self.password_file.exists):
+            raise ResticFailed("open", None, f"{self.password_file}: no password file for {self.repository}")
         await self.run(["unlock"])  # locks left by a restic killed midway (ours only run one at a time)
+        self._ready = True
 
     async def backup(
         self, paths: Sequence[str], tags: Sequence[str], host: str, cwd: Path, progress: Progress | None = None
@@ -143,7 +154,7 @@ class Restic:
             elif kind == "summary":
                 summary.update(message)
 
-        args = ["backup", "--json", "--host", host, "--exclude-caches"]
+        args = ["backup", "--json", "--host", host]
         for tag in tags:
             args += ["--tag", tag]
         await self.run([*args, "--", *paths], cwd=cwd, lines=line)
@@ -160,9 +171,9 @@ class Restic:
         listed = orjson.loads(await self.run(args) or b"[]") or []
         return [Stored(s["id"], _unix(s["time"]), tuple(s.get("tags") or ()), s.get("hostname", "")) for s in listed]
 
-    async def forget(self, ids: Sequence[str]) -> None:
+    async def forget(self, ids: Sequence[str], prune: bool = True) -> None:
         if ids:
-            await self.run(["forget", "--prune", *ids])
+            await self.run(["forget", *(["--prune"] if prune else []), *ids])
 
     async def check(self, read_data: str) -> None:
         await self.run(["check", f"--read-data-subset={read_data}"])
@@ -172,10 +183,25 @@ class Restic:
 
 
 def _unix(text: str) -> float:
-    # restic writes nanoseconds ("2026-11-28T16:37:36.667370687Z"); Python reads microseconds.
+    # restic writes nanoseconds and the offset ("2026-11-28T16:37:36.667370687+05:30"); Python reads microseconds.
     head, dot, rest = text.partition(".")
     if dot:
-        digits = "".join(c for c in rest if c.isdigit())
-        zone = rest[len(digits) :]
-        text = f"{head}.{digits[:6]}{zone}"
+        digits = "".join(itertools.takewhile(str.isdigit, rest))
+        text = f"{head}.{digits[:6]}{rest[len(digits) :]}"
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _empty_or_missing(folder: Path) -> bool:
+    return not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
+
+
+async def _interrupt(proc: asyncio.subprocess.Process) -> None:
+    """SIGINT (restic then removes its lock), then SIGKILL if it has not ended in STOP_WAIT."""
+    if proc.returncode is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        await asyncio.wait_for(proc.wait(), STOP_WAIT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()

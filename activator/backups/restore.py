@@ -7,19 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import sqlite3
 import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from activator.backups.collect import MANIFEST, Manifest
 from activator.backups.restic import Restic, Stored
 from activator.backups.service import TAG
 from activator.config_backups import BackupClass
+from activator.config_values import _NAME
 from activator.core.sizes import Size, toml_tables
+from activator.tomlwrite import dumps
+
+_IMAGE_FILE = re.compile(r"^images/[A-Za-z0-9_.-]+\.tar$")
 
 
 class RestoreFailed(Exception):
@@ -27,8 +31,8 @@ class RestoreFailed(Exception):
 
 
 def pick(stored: list[Stored], snapshot: str | None) -> dict[BackupClass, Stored]:
-    """The sites snapshot (by id or id prefix, else the newest), and the newest of each other class of its
-    server taken no later than a day after it."""
+    """The sites snapshot (by id or id prefix, else the newest), and the newest config snapshot of its server
+    taken no later than a day after it."""
     of = {c: sorted((s for s in stored if s.tag("class:") == c.value), key=lambda s: s.time) for c in BackupClass}
     if snapshot:
         chosen = [s for s in of[BackupClass.SITES] if s.id.startswith(snapshot)]
@@ -40,18 +44,28 @@ def pick(stored: list[Stored], snapshot: str | None) -> dict[BackupClass, Stored
     else:
         raise RestoreFailed("the repository has no sites snapshot")
     picked = {BackupClass.SITES: sites}
-    for kind in (BackupClass.DB, BackupClass.CONFIG):
+    for kind in (BackupClass.CONFIG,):  # (the database: the copy the sites snapshot holds, which matches its files)
         same = [s for s in of[kind] if s.host == sites.host and s.time <= sites.time + 86400]
         if same:
             picked[kind] = same[-1]
     return picked
 
 
-def _manifest(folder: Path, kind: BackupClass) -> tuple[Manifest, Path]:
-    found = list(folder.glob(f"**/backup-staging/{kind.value}/{MANIFEST}"))
-    if len(found) != 1:
-        raise RestoreFailed(f"the {kind.value} snapshot has no manifest (not made by dialup?)")
-    return Manifest.read(found[0]), found[0].parent
+def _manifest(folder: Path, stored: Stored) -> tuple[Manifest, Path]:
+    """The snapshot's manifest, where its tag says (never searched for: the site's own files are in it too)."""
+    rel = stored.tag("manifest:")
+    if rel is None or ".." in Path(rel).parts or rel.startswith("/"):
+        raise RestoreFailed(f"snapshot {stored.id[:8]} has no manifest (not made by dialup?)")
+    staging = folder / rel
+    try:
+        manifest = Manifest.read(staging / MANIFEST)
+    except (OSError, ValueError, TypeError) as exc:
+        raise RestoreFailed(f"snapshot {stored.id[:8]}: its manifest cannot be read: {exc}") from None
+    bad = [n for n in manifest.sources if not _NAME.match(n)]
+    bad += [f for f in manifest.images.values() if not _IMAGE_FILE.match(f)]
+    if bad:
+        raise RestoreFailed(f"snapshot {stored.id[:8]}: its manifest names {bad[0]!r}")
+    return manifest, staging
 
 
 def _inside(folder: Path, absolute: str) -> Path:
@@ -64,40 +78,34 @@ def _move(src: Path, dst: Path) -> None:
         os.rename(src, dst)
 
 
-def place_sites(folder: Path, target: Path) -> Manifest:
-    manifest, _ = _manifest(folder, BackupClass.SITES)
+def place_sites(folder: Path, manifest: Manifest, target: Path) -> None:
     state = _inside(folder, manifest.state_dir)
     for part in ("user-sites", "dev-workspaces", "caddy"):
         _move(state / part, target / "state" / part)
     for site, source in manifest.sources.items():
         _move(_inside(folder, source), target / "sources" / site)
-    return manifest
 
 
-def place_database(folder: Path, target: Path, old_state: str) -> None:
-    manifest, staging = _manifest(folder, BackupClass.DB)
-    system = target / "state" / "system"
+def place_database(staging: Path, build: Path, old_state: str, new_state: Path) -> None:
+    """The database the sites snapshot holds, checked, its release folders moved with the state directory."""
+    system = build / "state" / "system"
     system.mkdir(mode=0o700, parents=True, exist_ok=True)
     db = system / "dialup.db"
     os.rename(staging / "dialup.db", db)
-    new_state = str(target / "state")
     with sqlite3.connect(db) as conn:
         verdict = conn.execute("PRAGMA integrity_check").fetchone()
         if verdict is None or verdict[0] != "ok":
             raise RestoreFailed(f"the restored database failed its integrity check: {verdict}")
-        # A published release is a folder of the state directory: it has moved with it.
         conn.execute(
             "UPDATE releases SET artifact = ? || substr(artifact, ?) WHERE kind = 'files' AND artifact LIKE ?",
-            (new_state, len(old_state) + 1, old_state + "/%"),
+            (str(new_state), len(old_state) + 1, old_state + "/%"),
         )
-    if manifest.state_dir != old_state:
-        raise RestoreFailed("the database and sites snapshots are of different state directories")
 
 
 def place_config(
-    folder: Path, target: Path, sources: dict[str, str], name: str | None, size: Size | None = None
+    folder: Path, stored: Stored, target: Path, sources: dict[str, str], name: str | None, size: Size | None = None
 ) -> Path:
-    manifest, _ = _manifest(folder, BackupClass.CONFIG)
+    manifest, _ = _manifest(folder, stored)
     data = tomllib.loads(_inside(folder, manifest.config).read_text())
     server = data.setdefault("server", {})
     server["state_dir"] = "state"  # relative: the config file's folder's
@@ -112,12 +120,13 @@ def place_config(
         for table, values in toml_tables(size).items():
             data.setdefault(table, {}).update(values)
     path = target / "dialup.toml"
-    path.write_text(f"# Restored by dialup restore from {manifest.config} ({time.ctime()})\n" + dumps(data))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # (it may hold secrets: sites' env)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"# Restored by dialup restore from {manifest.config} ({time.ctime()})\n" + dumps(data))
     return path
 
 
-async def load_images(docker: str, folder: Path, manifest: Manifest) -> list[str]:
-    staging = _inside(folder, manifest.staging)
+async def load_images(docker: str, staging: Path, manifest: Manifest) -> list[str]:
     loaded = []
     for image, file in manifest.images.items():
         proc = await asyncio.create_subprocess_exec(
@@ -140,8 +149,9 @@ async def restore(
     say: Callable[[str], None],
     size: Size | None = None,
 ) -> Path | None:
-    """Everything restored into `target` (which must be empty or new). Returns the config file written, if the
-    backups had one."""
+    """Everything restored into `target` (which must be empty or new): made beside it (TARGET.partial) and
+    renamed into place once whole, so a restore cut short leaves no half-restored target. Returns the config
+    file written, if the backups had one."""
     if await asyncio.to_thread(lambda: target.exists() and any(target.iterdir())):
         raise RestoreFailed(f"{target} is not empty: restore into a new folder")
     began = time.monotonic()
@@ -151,28 +161,41 @@ async def restore(
 
     picked = pick(await restic.snapshots(TAG), snapshot)
     step("chose " + ", ".join(f"{k.value} {s.id[:8]} ({time.ctime(s.time)})" for k, s in picked.items()))
-    scratch = target / ".restoring"
+    build = target.with_name(target.name + ".partial")
+    await asyncio.to_thread(shutil.rmtree, build, True)
+    scratch = build / ".restoring"
     try:
         for kind, stored in picked.items():
             await restic.restore(stored.id, scratch / kind.value)
             step(f"restored the {kind.value} snapshot")
-        manifest = await asyncio.to_thread(place_sites, scratch / "sites", target)
+        sites = picked[BackupClass.SITES]
+        manifest, staging = await asyncio.to_thread(_manifest, scratch / "sites", sites)
+        await asyncio.to_thread(place_sites, scratch / "sites", manifest, build)
         step(f"placed the state directory and {len(manifest.sources)} sources")
-        if BackupClass.DB in picked:
-            await asyncio.to_thread(place_database, scratch / "db", target, manifest.state_dir)
-            step("placed the database (integrity checked, release folders moved with it)")
+        await asyncio.to_thread(place_database, staging, build, manifest.state_dir, target / "state")
+        step("placed the database (integrity checked, release folders moved with it)")
         config = None
         if BackupClass.CONFIG in picked:
-            config = await asyncio.to_thread(place_config, scratch / "config", target, manifest.sources, name, size)
-            step(f"wrote {config}")
-        loaded = await load_images(docker, scratch / "sites", manifest)
+            config = await asyncio.to_thread(
+                place_config, scratch / "config", picked[BackupClass.CONFIG], build, manifest.sources, name, size
+            )
+            step("wrote the config")
+        loaded = await load_images(docker, staging, manifest)
         step(f"loaded {len(loaded)} images")
-        if BackupClass.DB in picked:
-            live = await check_releases(docker, target)
-            step(f"checked: the {live} live releases are all there")
-    finally:
-        await asyncio.to_thread(shutil.rmtree, scratch, True)
-    return config
+        await asyncio.to_thread(shutil.rmtree, scratch)
+        await asyncio.to_thread(_into_place, build, target)
+    except BaseException:
+        await asyncio.to_thread(shutil.rmtree, build, True)
+        raise
+    live = await check_releases(docker, target)
+    step(f"checked: the {live} live releases are all there")
+    return None if config is None else target / config.name
+
+
+def _into_place(build: Path, target: Path) -> None:
+    if target.exists():
+        target.rmdir()  # (empty: checked first)
+    os.rename(build, target)
 
 
 async def check_releases(docker: str, target: Path) -> int:
@@ -197,38 +220,3 @@ async def check_releases(docker: str, target: Path) -> int:
     if missing:
         raise RestoreFailed("live releases missing after the restore: " + "; ".join(missing))
     return len(rows)
-
-
-# -- a TOML writer for what tomllib read from a dialup config ----------------------------------------------------
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"no TOML for {value!r}")
-
-
-def _key(key: str) -> str:
-    return key if key.replace("-", "").replace("_", "").isalnum() else _value(key)
-
-
-def dumps(data: dict[str, Any]) -> str:
-    """Top-level keys, then each table, then each array of tables; tables within tables written inline."""
-    lines = [f"{_key(k)} = {_value(v)}" for k, v in data.items() if not isinstance(v, dict | list) or (
-        (isinstance(v, list) and not all(isinstance(i, dict) for i in v)) or v == [])]  # fmt: skip
-    for k, v in data.items():
-        if isinstance(v, dict):
-            lines += ["", f"[{_key(k)}]"] + [f"{_key(a)} = {_value(b)}" for a, b in v.items()]
-    for k, v in data.items():
-        if isinstance(v, list) and v and all(isinstance(i, dict) for i in v):
-            for item in v:
-                lines += ["", f"[[{_key(k)}]]"] + [f"{_key(a)} = {_value(b)}" for a, b in item.items()]
-    return "\n".join(lines).lstrip("\n") + "\n"

@@ -35,8 +35,11 @@ class Scheduler:
     """Writer of: each class's state (last success, next run, last failure) and the verification's. The
     repository's snapshots are what the last successes are first read from."""
 
-    def __init__(self, backups: Backups, wall: Callable[[], float] = time.time) -> None:
-        self.backups, self._wall = backups, wall
+    def __init__(
+        self, backups: Backups, wall: Callable[[], float] = time.time, ready: Callable[[], bool] = lambda: True
+    ) -> None:
+        # ready: False while the sites are not yet what a backup should hold (their first releases building).
+        self.backups, self._wall, self._ready = backups, wall, ready
         cfg = backups.config.backups
         self.classes = {kind: ClassState() for kind in BackupClass}
         self.verification = ClassState()
@@ -64,12 +67,14 @@ class Scheduler:
             state.next_run = next_run(
                 state.last_success, self.backups.config.backups.schedule(kind).every, self._wall()
             )
-        self.verification.next_run = self._wall() + self.backups.config.backups.verify_every
+        # A check at each start too, after the catch-up backups: a dialup restarted more often than verify_every
+        # is still verified.
+        self.verification.next_run = self._wall()
         self._loaded = True
 
     async def tick(self) -> None:
-        if self._ticking.locked():
-            return  # a backup of the last tick still runs
+        if self._ticking.locked() or not self._ready():
+            return  # a backup of the last tick still runs, or deploys are under way
         async with self._ticking:
             await self._tick()
 
@@ -77,8 +82,11 @@ class Scheduler:
         if not self._loaded:
             try:
                 await self._load()
-            except (ResticFailed, OSError) as exc:
-                log.error("backups: cannot read the repository: %s", exc)
+            except Exception as exc:  # shown in status, tried again at the next tick
+                reason = str(exc) if isinstance(exc, ResticFailed | OSError) else repr(exc)
+                log.error("backups: cannot open the repository: %s", reason)
+                for state in self.classes.values():
+                    state.last_failure, state.failed_at = f"cannot open the repository: {reason}", self._wall()
                 return
         for kind, state in self.classes.items():
             if self._wall() >= state.next_run:

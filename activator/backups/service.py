@@ -97,14 +97,15 @@ class Backups:
                     await self.restic.ensure_repository()
                     summary = await self._store(kind, progress)
                     await self._retention(kind)
-                except (ResticFailed, collect.CollectFailed, OSError) as exc:
-                    await self._events.record(SITE, EventKind.BACKUP_FAILED, cause, detail=f"{kind.value}: {exc}")
-                    log.error("%s backup failed: %s", kind.value, exc)
-                    raise BackupFailed(kind.value, str(exc)) from None
+                except Exception as exc:  # whatever it was (restic, the database copy, docker save): said, loudly
+                    reason = str(exc) if isinstance(exc, ResticFailed | collect.CollectFailed) else repr(exc)
+                    await self._events.record(SITE, EventKind.BACKUP_FAILED, cause, detail=f"{kind.value}: {reason}")
+                    log.error("%s backup failed: %s", kind.value, reason)
+                    raise BackupFailed(kind.value, reason) from None
                 seconds = time.monotonic() - began
                 detail = (
                     f"{kind.value}: snapshot {summary.snapshot[:8]}, {summary.files} files, "
-                    f"{summary.bytes_processed} bytes read, {summary.bytes_added} bytes added"
+                    f"{summary.bytes_processed} bytes read, {summary.bytes_added} bytes new (before compression)"
                 )
                 await self._events.record(SITE, EventKind.BACKUP_DONE, cause, seconds * 1000, detail)
                 return summary
@@ -117,9 +118,10 @@ class Backups:
     async def _store(self, kind: BackupClass, progress: Progress | None) -> BackupSummary:
         staging = await asyncio.to_thread(collect.fresh, collect.staging_dir(self.config, kind))
         images: dict[str, str] = {}
-        if kind is BackupClass.DB:
+        if kind in (BackupClass.DB, BackupClass.SITES):
+            # The sites class holds the database as it was then too: a restore's releases match its files.
             await asyncio.to_thread(collect.copy_database, self.config.server.db_path, staging / "dialup.db")
-        elif kind is BackupClass.SITES:
+        if kind is BackupClass.SITES:
             images = await collect.stage_images(
                 self.config.builds.docker, await self._live_images(), staging / "images"
             )
@@ -127,16 +129,17 @@ class Backups:
         await asyncio.to_thread(manifest.write, staging)
         paths = await asyncio.to_thread(collect.paths_of, self.config, kind, staging)
         try:
+            tags = [TAG, class_tag(kind), collect.manifest_tag(staging)]  # where its manifest is, exactly
             return await self.restic.backup(
-                collect.relative(paths), [TAG, class_tag(kind)], self.config.server.name, collect.ROOT, progress
+                collect.relative(paths), tags, self.config.server.name, collect.ROOT, progress
             )
         finally:
             await asyncio.to_thread(collect.fresh, staging)  # the staged copies are in the repository now
 
-    async def _retention(self, kind: BackupClass) -> None:
+    async def _retention(self, kind: BackupClass, prune: bool = True) -> None:
         stored = await self.restic.snapshots(class_tag(kind))
         mine = [Snapshot(s.id, s.time) for s in stored if s.host == self.config.server.name]
-        await self.restic.forget(to_forget(mine, self.config.backups.schedule(kind).keep, self._wall()))
+        await self.restic.forget(to_forget(mine, self.config.backups.schedule(kind).keep, self._wall()), prune)
 
     async def verify(self, cause: str) -> None:
         """`restic check`, reading back [backups] verify_data of the stored data. Raises BackupFailed."""
@@ -146,9 +149,10 @@ class Backups:
                 await self.restic.check(self.config.backups.verify_data)
         except BackupBusy:
             raise
-        except (ResticFailed, OSError) as exc:
-            await self._events.record(SITE, EventKind.BACKUP_FAILED, cause, detail=f"verify: {exc}")
-            raise BackupFailed("verify", str(exc)) from None
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, ResticFailed) else repr(exc)
+            await self._events.record(SITE, EventKind.BACKUP_FAILED, cause, detail=f"verify: {reason}")
+            raise BackupFailed("verify", reason) from None
         detail = f"read back {self.config.backups.verify_data} of the data"
         await self._events.record(SITE, EventKind.BACKUP_VERIFIED, cause, (time.monotonic() - began) * 1000, detail)
 
@@ -161,11 +165,12 @@ class Backups:
         before the disk fills. Returns what was done, for the event that says so."""
         try:
             async with self._locked():
+                await self.restic.ensure_repository()
                 for kind in BackupClass:
-                    await self._retention(kind)
-                await self.restic.run(["prune"])
+                    await self._retention(kind, prune=False)
+                await self.restic.run(["prune"])  # once, for all of them
         except BackupBusy:
             return "backups: a backup runs, retention is applied after it"
-        except (ResticFailed, OSError) as exc:
+        except Exception as exc:
             return f"backups: retention failed: {exc}"
         return "backups: retention applied, space pruned"

@@ -20,6 +20,8 @@ from typing import Any
 import aiohttp
 import docker
 
+from activator.tomlwrite import toml_value
+
 ROOT = Path(__file__).resolve().parents[2]
 LABEL = "dialup.deployment"
 PREFIX = "test-"
@@ -102,20 +104,20 @@ class Deployment:
             f'listen = "127.0.0.1:{self.listen_port}"',
             f'name = "{self.name}"',
             f'access_log_listen = "127.0.0.1:{self.log_port}"',
-            *(f"{key} = {_toml(value)}" for key, value in server.items()),
+            *(f"{key} = {toml_value(value)}" for key, value in server.items()),
             "[caddy]",
             f'http_listen = "127.0.0.1:{self.http_port}"',
             f'admin = "unix/{self.caddy_socket}"',
-            f"manage = {_toml(manage)}",
-            *(f"{key} = {_toml(value)}" for key, value in caddy.items()),
+            f"manage = {toml_value(manage)}",
+            *(f"{key} = {toml_value(value)}" for key, value in caddy.items()),
         ]
         for table, values in tables.items():
             lines.append(f"[{table}]")
-            lines.extend(f"{key} = {_toml(value)}" for key, value in values.items())
+            lines.extend(f"{key} = {toml_value(value)}" for key, value in values.items())
         for site in sites:
             lines.append("[[sites]]")
             for key, value in site.items():
-                lines.append(f"{key} = {_toml(value)}")
+                lines.append(f"{key} = {toml_value(value)}")
         return "\n".join(lines) + "\n"
 
     def command(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -266,18 +268,6 @@ def remove_networks(client: docker.DockerClient, deployments: set[str]) -> None:
                 network.remove()
             except docker.errors.NotFound:
                 pass
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def editor_table(**more: Any) -> dict[str, Any]:

@@ -75,18 +75,19 @@ async def test_what_was_missed_while_down_runs_at_once_and_once_then_on_schedule
         {BackupClass.DB: NOW - 30 * 24 * HOUR, BackupClass.SITES: NOW - HOUR, BackupClass.CONFIG: None}
     )
     await s.tick()
-    assert b.runs == ["db", "config"]  # a month missed: one db backup; sites not yet due; config never made
+    # A month missed: one db backup; sites not yet due; config never made; and a check at each start.
+    assert b.runs == ["db", "config", "verify"]
     await s.tick()
-    assert b.runs == ["db", "config"]  # nothing due
+    assert b.runs == ["db", "config", "verify"]  # nothing due
     wall.now += 6 * HOUR
     await s.tick()
-    assert b.runs == ["db", "config", "db"]
+    assert b.runs == ["db", "config", "verify", "db"]
     wall.now += 17 * HOUR  # 23 h in: db due again (6 h after the last), sites 24 h after its last
     await s.tick()
     assert b.runs[-2:] == ["db", "sites"]
     wall.now += HOUR
     await s.tick()
-    assert b.runs[-1] == "verify"  # a day after startup
+    assert b.runs[-1] == "verify"  # a day after the last check
     status = s.status()
     assert (status["sites"]["last_success"], status["sites"]["next_run"]) == (NOW + 23 * HOUR, NOW + 47 * HOUR)
 
@@ -98,10 +99,10 @@ async def test_a_failure_is_tried_again_later_and_shown_until_a_backup_succeeds(
     assert s.status()["db"]["failing"] == "restic backup exited 1: disk full"
     wall.now += RETRY_AFTER - 1
     await s.tick()
-    assert b.runs == ["db"]  # not before RETRY_AFTER
+    assert b.runs == ["db", "verify"]  # not before RETRY_AFTER
     wall.now += 1
     await s.tick()
-    assert b.runs == ["db", "db"] and s.status()["db"]["failing"] is None
+    assert b.runs == ["db", "verify", "db"] and s.status()["db"]["failing"] is None
 
 
 async def test_a_class_whose_backup_is_still_running_elsewhere_is_tried_again_soon() -> None:
@@ -110,4 +111,19 @@ async def test_a_class_whose_backup_is_still_running_elsewhere_is_tried_again_so
     await s.tick()
     wall.now += 30
     await s.tick()
-    assert b.runs == ["db", "db"] and s.status()["db"]["last_success"] == wall.now
+    assert b.runs == ["db", "verify", "db"] and s.status()["db"]["last_success"] == wall.now
+
+
+async def test_a_repository_that_cannot_be_opened_shows_as_failing_and_is_tried_again() -> None:
+    s, b, wall = scheduler({BackupClass.DB: None, BackupClass.SITES: None, BackupClass.CONFIG: None})
+
+    async def unreadable() -> None:
+        raise ValueError("Separator is found, but chunk is longer than limit")
+
+    b.restic.ensure_repository = unreadable
+    await s.tick()
+    assert b.runs == [] and "cannot open the repository" in s.status()["db"]["failing"]
+    b.restic = FakeRestic()
+    wall.now += 30
+    await s.tick()
+    assert b.runs == ["db", "sites", "config", "verify"] and s.status()["db"]["failing"] is None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ class FakeRestic:
     async def snapshots(self, tag: str | None = None) -> list[Stored]:
         return [s for s in self.stored if tag is None or tag in s.tags]
 
-    async def forget(self, ids: list[str]) -> None:
+    async def forget(self, ids: list[str], prune: bool = True) -> None:
         self.calls.append(("forget", sorted(ids)))
         self.stored = [s for s in self.stored if s.id not in ids]
 
@@ -157,3 +158,40 @@ async def test_a_command_waits_for_the_backup_under_way_then_runs(tmp_path: Path
     os.close(fd)  # it ends
     await asyncio.wait_for(run, 5)
     assert [kind for kind, _, _ in events.rows] == ["backup_started", "backup_done"]
+
+
+async def test_a_listing_longer_than_a_pipe_line_is_read_whole(tmp_path: Path) -> None:
+    # `restic snapshots --json` is one line, as long as the repository's history (past asyncio's 64 KiB limit).
+    script = tmp_path / "restic"
+    script.write_text("#!/bin/sh\nhead -c 300000 /dev/zero\n")
+    script.chmod(0o755)
+    out = await Restic(str(script), tmp_path / "repo", tmp_path / "key", tmp_path / "cache").run(["snapshots"])
+    assert out == b"\0" * 300_000
+
+
+async def test_a_repository_folder_that_is_there_but_not_readable_is_never_made_anew(tmp_path: Path) -> None:
+    # An unmounted backup disk's folder, or a lost password file: a failure, never a new repository over it.
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "config").write_text("not ours")
+    restic = fake_restic(tmp_path, 0)
+    with pytest.raises(ResticFailed, match="no password file"):
+        await restic.ensure_repository()
+    assert not (tmp_path / "key").exists()
+
+
+def test_a_manifest_is_read_where_its_tag_says_and_checked(tmp_path: Path) -> None:
+    from activator.backups.collect import Manifest
+    from activator.backups.restore import RestoreFailed, _manifest
+
+    staging = tmp_path / "var" / "lib" / "dialup" / "system" / "backup-staging" / "sites"
+    staging.mkdir(parents=True)
+    good = Manifest("sites", "box", "/var/lib/dialup", "/etc/dialup.toml", "/x", {"blog": "/srv/blog"})
+    good.write(staging)
+    tag = ("dialup", "class:sites", "manifest:var/lib/dialup/system/backup-staging/sites")
+    assert _manifest(tmp_path, Stored("s1", NOW, tag, "box"))[0] == good
+    # A site's own files can hold anything, a manifest too: it is never searched for.
+    with pytest.raises(RestoreFailed, match="has no manifest"):
+        _manifest(tmp_path, Stored("s1", NOW, ("dialup", "class:sites"), "box"))
+    Manifest("sites", "box", "/s", "/c", "/x", {"../../etc": "/srv/x"}).write(staging)
+    with pytest.raises(RestoreFailed, match=re.escape("names '../../etc'")):
+        _manifest(tmp_path, Stored("s1", NOW, tag, "box"))

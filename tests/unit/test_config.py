@@ -168,3 +168,16 @@ def test_allow_any_capability_lets_a_site_add_any(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_a_backups_repository_is_a_local_folder(tmp_path: Path) -> None:
+    text = '[backups]\nrepository = "sftp:me@host:/srv/backups"\n'
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert caught.value.key == "backups.repository" and "sftp" in caught.value.problem
+    config = load_config(
+        write(tmp_path, '[backups]\nrepository = "backups"\ndatabase = { every = "1h", keep = "2d" }\n')
+    )
+    assert config.backups.repository == tmp_path / "backups"
+    assert (config.backups.database.every, config.backups.database.keep) == (3600.0, 2 * 86400.0)
+    assert config.backups.sites.every == 86400.0  # the class's default
