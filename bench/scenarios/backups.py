@@ -312,7 +312,7 @@ async def _dialup(config: Path, *args: str, watch: bool = False) -> Run:
 SUMMARY = re.compile(
     r"^(db|sites|config): snapshot \w+: (\d+) files, ([\d.]+) MiB read, ([\d.]+) MiB added, ([\d.]+) s"
 )
-DONE = re.compile(r"^(\w+): snapshot \w+, \d+ files, (\d+) bytes read, (\d+) bytes added")  # backup_done's detail
+DONE = re.compile(r"^(\w+): snapshot \w+, \d+ files, (\d+) bytes read, (\d+) bytes new")  # backup_done's detail
 STEP = re.compile(r"^(.*) \(([\d.]+) s\)$")
 
 
@@ -647,7 +647,7 @@ def _result(plan: Plan, o: Outcome) -> Result:
             full.repository / KiB,
             "the full backup's repository",
         ),
-        Figure("  incremental: restic's bytes added", sum(inc.added.values()) / KiB, "KiB"),
+        Figure("  incremental: restic's new bytes (before compression)", sum(inc.added.values()) / KiB, "KiB"),
         Figure("  incremental: the changed file", o.changed_bytes / KiB, "KiB"),
         *_split("incremental", inc.run),
     ]
