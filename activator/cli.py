@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import shutil
@@ -70,7 +71,11 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--only", choices=[c.value for c in BackupClass], help="this class alone")
         if name == "restore":
             cmd.add_argument("snapshot", nargs="?", help="a sites snapshot's id (default: the newest)")
-            cmd.add_argument("--target-dir", required=True, help="a new folder to restore into")
+            where = cmd.add_mutually_exclusive_group(required=True)
+            where.add_argument("--target-dir", help="a new folder to restore into")
+            where.add_argument("--in-place", action="store_true",
+                               help="over this deployment's state directory and sources (stopped first; the old ones "
+                               "kept beside them)")  # fmt: skip
             cmd.add_argument("--name", help="the restored deployment's [server] name (default: the backup's)")
         if name in ("restore", "migrate"):
             required = name == "migrate"
@@ -221,17 +226,22 @@ def _backups(config: Config, args: argparse.Namespace) -> int:
             return 0
         if not config.backups.enabled:
             raise commands.NoBackups(f"{config.path}: there is no [backups] table (its repository says where)")
-        target = os.path.abspath(args.target_dir)
         # Its cache beside the restore, not in the config's state directory (a restore's config may be only a
         # [backups] table: its state_dir would be the default one).
         cache = Path(tempfile.mkdtemp(prefix="dialup-restore-cache-"))
         restic = restic_for(config)
         restic.cache_dir = cache
+        say = functools.partial(print, file=sys.stderr)
         try:
+            if args.in_place:
+                asyncio.run(_down(config))  # (refused while `dialup up` runs: it holds the state directory)
+                aside = asyncio.run(restore.restore_in_place(restic, config.builds.docker, config, args.snapshot, say))
+                print(f"restored in place (what was there: {aside}): bring it up with `dialup up -c {config.path}`")
+                return 0
             written = asyncio.run(
                 restore.restore(
-                    restic, config.builds.docker, Path(target), args.snapshot, args.name,
-                    lambda line: print(line, file=sys.stderr), SIZES[args.size] if args.size else None,
+                    restic, config.builds.docker, Path(os.path.abspath(args.target_dir)), args.snapshot, args.name,
+                    say, SIZES[args.size] if args.size else None,
                 )
             )  # fmt: skip
         finally:

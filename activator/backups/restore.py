@@ -18,6 +18,7 @@ from pathlib import Path
 from activator.backups.collect import MANIFEST, Manifest
 from activator.backups.restic import Restic, Stored
 from activator.backups.service import TAG
+from activator.config import Config
 from activator.config_backups import BackupClass
 from activator.config_values import _NAME
 from activator.core.sizes import Size, toml_tables
@@ -154,42 +155,109 @@ async def restore(
     file written, if the backups had one."""
     if await asyncio.to_thread(lambda: target.exists() and any(target.iterdir())):
         raise RestoreFailed(f"{target} is not empty: restore into a new folder")
+    step = _stepper(say)
+    picked = pick(await restic.snapshots(TAG), snapshot)
+    step("chose " + ", ".join(f"{k.value} {s.id[:8]} ({time.ctime(s.time)})" for k, s in picked.items()))
+    build = target.with_name(target.name + ".partial")
+    try:
+        _, config = await _rebuild(restic, docker, build, picked, target / "state", name, size, step)
+        await asyncio.to_thread(_into_place, build, target)
+    except BaseException:
+        await asyncio.to_thread(shutil.rmtree, build, True)
+        raise
+    live = await check_releases(docker, target / "state" / "system" / "dialup.db")
+    step(f"checked: the {live} live releases are all there")
+    return None if config is None else target / config.name
+
+
+async def restore_in_place(
+    restic: Restic, docker: str, config: Config, snapshot: str | None, say: Callable[[str], None]
+) -> Path:
+    """The deployment's own state directory and sources replaced by the backup's (its `dialup up` stopped first,
+    by the caller); what they held is kept beside them as *.before-restore-STAMP. The config file stays as it
+    is. Returns the folder the old state directory was moved to."""
+    state = config.server.state_dir
+    step = _stepper(say)
+    picked = {BackupClass.SITES: pick(await restic.snapshots(TAG), snapshot)[BackupClass.SITES]}
+    step(f"chose sites {picked[BackupClass.SITES].id[:8]} ({time.ctime(picked[BackupClass.SITES].time)})")
+    build = state.with_name(state.name + ".restoring")
+    try:
+        manifest, _ = await _rebuild(restic, docker, build, picked, state, None, None, step)
+        if Path(manifest.state_dir) != state:
+            raise RestoreFailed(
+                f"the snapshot is of {manifest.state_dir}, not {state}: restore it into a new folder (--target-dir)"
+            )
+        aside = await asyncio.to_thread(_swap_in, build, manifest, config, time.strftime("%Y%m%d-%H%M%S"))
+    except BaseException:
+        await asyncio.to_thread(shutil.rmtree, build, True)
+        raise
+    step(f"in place: the state directory and {len(manifest.sources)} sources replaced (the old ones kept beside)")
+    live = await check_releases(docker, state / "system" / "dialup.db")
+    step(f"checked: the {live} live releases are all there")
+    return aside
+
+
+def _stepper(say: Callable[[str], None]) -> Callable[[str], None]:
     began = time.monotonic()
 
     def step(what: str) -> None:
         say(f"{what} ({time.monotonic() - began:.1f} s)")
 
-    picked = pick(await restic.snapshots(TAG), snapshot)
-    step("chose " + ", ".join(f"{k.value} {s.id[:8]} ({time.ctime(s.time)})" for k, s in picked.items()))
-    build = target.with_name(target.name + ".partial")
+    return step
+
+
+async def _rebuild(
+    restic: Restic,
+    docker: str,
+    build: Path,
+    picked: dict[BackupClass, Stored],
+    new_state: Path,
+    name: str | None,
+    size: Size | None,
+    step: Callable[[str], None],
+) -> tuple[Manifest, Path | None]:
+    """The picked snapshots laid out in `build` (state/, sources/SITE, dialup.toml), their images loaded."""
     await asyncio.to_thread(shutil.rmtree, build, True)
     scratch = build / ".restoring"
-    try:
-        for kind, stored in picked.items():
-            await restic.restore(stored.id, scratch / kind.value)
-            step(f"restored the {kind.value} snapshot")
-        sites = picked[BackupClass.SITES]
-        manifest, staging = await asyncio.to_thread(_manifest, scratch / "sites", sites)
-        await asyncio.to_thread(place_sites, scratch / "sites", manifest, build)
-        step(f"placed the state directory and {len(manifest.sources)} sources")
-        await asyncio.to_thread(place_database, staging, build, manifest.state_dir, target / "state")
-        step("placed the database (integrity checked, release folders moved with it)")
-        config = None
-        if BackupClass.CONFIG in picked:
-            config = await asyncio.to_thread(
-                place_config, scratch / "config", picked[BackupClass.CONFIG], build, manifest.sources, name, size
-            )
-            step("wrote the config")
-        loaded = await load_images(docker, staging, manifest)
-        step(f"loaded {len(loaded)} images")
-        await asyncio.to_thread(shutil.rmtree, scratch)
-        await asyncio.to_thread(_into_place, build, target)
-    except BaseException:
-        await asyncio.to_thread(shutil.rmtree, build, True)
-        raise
-    live = await check_releases(docker, target)
-    step(f"checked: the {live} live releases are all there")
-    return None if config is None else target / config.name
+    for kind, stored in picked.items():
+        await restic.restore(stored.id, scratch / kind.value)
+        step(f"restored the {kind.value} snapshot")
+    manifest, staging = await asyncio.to_thread(_manifest, scratch / "sites", picked[BackupClass.SITES])
+    await asyncio.to_thread(place_sites, scratch / "sites", manifest, build)
+    step(f"placed the state directory and {len(manifest.sources)} sources")
+    await asyncio.to_thread(place_database, staging, build, manifest.state_dir, new_state)
+    step("placed the database (integrity checked, release folders moved with it)")
+    config = None
+    if BackupClass.CONFIG in picked:
+        config = await asyncio.to_thread(
+            place_config, scratch / "config", picked[BackupClass.CONFIG], build, manifest.sources, name, size
+        )
+        step("wrote the config")
+    loaded = await load_images(docker, staging, manifest)
+    step(f"loaded {len(loaded)} images")
+    await asyncio.to_thread(shutil.rmtree, scratch)
+    return manifest, config
+
+
+def _swap_in(build: Path, manifest: Manifest, config: Config, stamp: str) -> Path:
+    state = config.server.state_dir
+    aside = state.with_name(f"{state.name}.before-restore-{stamp}")
+    if state.exists():
+        os.rename(state, aside)
+    os.rename(build / "state", state)
+    # The backups' own password file, when it lives in the state directory (the default): carried over.
+    key = config.backups.key_file(config.server.system_dir)
+    if key.is_relative_to(state) and (old_key := aside / key.relative_to(state)).exists():
+        key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        shutil.copy2(old_key, key)
+    for site, source in manifest.sources.items():
+        dst = Path(source)
+        if dst.exists() or dst.is_symlink():
+            os.rename(dst, dst.with_name(f"{dst.name}.before-restore-{stamp}"))
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(build / "sources" / site, dst)  # (perhaps to another file system)
+    shutil.rmtree(build)
+    return aside
 
 
 def _into_place(build: Path, target: Path) -> None:
@@ -198,11 +266,11 @@ def _into_place(build: Path, target: Path) -> None:
     os.rename(build, target)
 
 
-async def check_releases(docker: str, target: Path) -> int:
+async def check_releases(docker: str, db: Path) -> int:
     """Every live release is there: its folder (a static site's), or its image. Raises RestoreFailed."""
 
     def live() -> list[tuple[str, str, str]]:
-        with sqlite3.connect(target / "state" / "system" / "dialup.db") as conn:
+        with sqlite3.connect(db) as conn:
             return conn.execute("SELECT site, kind, artifact FROM releases WHERE live = 1").fetchall()
 
     missing = []

@@ -61,7 +61,7 @@ class Scheduler:
         await self.loop.close()
 
     async def _load(self) -> None:
-        await self.backups.restic.ensure_repository()
+        await self.backups.open()
         for kind, state in self.classes.items():
             state.last_success = await self.backups.last_success(kind)
             state.next_run = next_run(
@@ -82,6 +82,8 @@ class Scheduler:
         if not self._loaded:
             try:
                 await self._load()
+            except BackupBusy:
+                return  # a command's backup runs (it may be making the repository): the next tick
             except Exception as exc:  # shown in status, tried again at the next tick
                 reason = str(exc) if isinstance(exc, ResticFailed | OSError) else repr(exc)
                 log.error("backups: cannot open the repository: %s", reason)

@@ -156,6 +156,11 @@ class Backups:
         detail = f"read back {self.config.backups.verify_data} of the data"
         await self._events.record(SITE, EventKind.BACKUP_VERIFIED, cause, (time.monotonic() - began) * 1000, detail)
 
+    async def open(self) -> None:
+        """The repository found, or made (under the backup lock: another process may be making it now)."""
+        async with self._locked():
+            await self.restic.ensure_repository()
+
     async def last_success(self, kind: BackupClass) -> float | None:
         stored = [s.time for s in await self.restic.snapshots(class_tag(kind)) if s.host == self.config.server.name]
         return max(stored, default=None)

@@ -7,6 +7,7 @@ the deployment's network.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -30,9 +31,12 @@ def docker_client() -> Iterator[docker.DockerClient]:
         pytest.fail(missing, pytrace=False)
     yield client
     # Whatever a crashed test of this session left behind (never another session's: suites may run at once).
-    for c in client.containers.list(all=True, filters={"label": LABEL}):
-        if c.labels.get(LABEL, "") in MADE:
-            c.remove(force=True)
+    # (The API's listing, not the SDK's: that one inspects each container it lists, and another session's may be
+    # gone by then.)
+    for c in client.api.containers(all=True, filters={"label": LABEL}):
+        if (c.get("Labels") or {}).get(LABEL, "") in MADE:
+            with contextlib.suppress(docker.errors.NotFound):
+                client.api.remove_container(c["Id"], force=True)
     remove_networks(client, MADE)
     client.close()
 

@@ -253,3 +253,53 @@ async def test_dialup_up_backs_up_on_schedule_in_the_background_and_status_shows
         return "backup_verified" in [e["kind"] for e in await d.events("(backups)")]
 
     await until(checked, 60, "the check at startup")
+
+
+async def test_a_restore_in_place_puts_back_the_state_and_sources_and_keeps_what_was_there(
+    deploy: Any, images: dict[str, str], tmp_path: Path
+) -> None:
+    d: Deployment = await deploy(
+        [
+            {"name": "blog", "hosts": ["blog.localhost"], "source": "sources/blog"},
+            {"name": "img", "hosts": ["img.localhost"], "image": images["static"], "port": 8080},
+        ],
+        start=False,
+        builds={"source_roots": ["sources"]},
+        backups=backups_table(tmp_path),
+    )
+    source = d.dir / "sources" / "blog"
+    source.mkdir(parents=True)
+    (source / "index.html").write_text("as backed up")
+    await d.start()
+
+    async def shows(text: str) -> bool:
+        return await body(d, "blog.localhost") == f"200 {text}"
+
+    await until(lambda: shows("as backed up"), 30, "the first release")
+    assert (await body(d, "img.localhost")).startswith("200 ")  # its container running
+    done = await asyncio.to_thread(dialup, d.config_path, "backup", "--only", "sites")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (source / "index.html").write_text("changed after the backup")
+    (source / "new.html").write_text("new")
+    deployed = await asyncio.to_thread(dialup, d.config_path, "deploy", "blog")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert await shows("changed after the backup")
+
+    # Refused while dialup up runs (it holds the state directory), nothing changed.
+    refused = await asyncio.to_thread(dialup, d.config_path, "restore", "--in-place")
+    assert refused.returncode == 1 and "dialup.lock" in refused.stderr, refused.stderr
+    assert (source / "new.html").exists()
+
+    d.proc.terminate()  # type: ignore[union-attr]
+    await asyncio.to_thread(d.proc.wait, 30)  # type: ignore[union-attr]
+    done = await asyncio.to_thread(dialup, d.config_path, "restore", "--in-place")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert d.container("img").status == "exited"  # stopped first, as `dialup down` does
+    assert (source / "index.html").read_text() == "as backed up" and not (source / "new.html").exists()
+    kept = list(source.parent.glob("blog.before-restore-*"))
+    assert len(kept) == 1 and (kept[0] / "new.html").exists()  # what was there: kept beside
+    assert list(d.dir.glob("state.before-restore-*"))
+    await d.start()
+    await until(lambda: shows("as backed up"), 30, "the restored release")
+    releases = json.loads((await asyncio.to_thread(dialup, d.config_path, "releases", "blog", "--json")).stdout)
+    assert [r["id"] for r in releases if r["live"]] == ["r1"]

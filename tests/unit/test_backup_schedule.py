@@ -43,6 +43,9 @@ class FakeBackups:
     runs: list[str] = field(default_factory=list)
     outcome: dict[str, Exception] = field(default_factory=dict)
 
+    async def open(self) -> None:
+        await self.restic.ensure_repository()
+
     async def last_success(self, kind: BackupClass) -> float | None:
         return self.last[kind]
 
