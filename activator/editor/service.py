@@ -122,13 +122,19 @@ async def bundle(request: web.Request) -> web.FileResponse:
     return web.FileResponse(BUNDLE, headers={"Cache-Control": "no-cache"})
 
 
-async def sync(request: web.Request) -> web.WebSocketResponse:
-    """GET /sites/{site}/ws: the sync protocol, from the editor's own page only (Origin)."""
+async def _from_the_page(request: web.Request) -> tuple[str, EditorSettings, Path]:
+    """A request that changes a workspace: the site's session, from the editor's own page (Origin), and the
+    site's workspace."""
     site, settings = _site(request), request.app[SETTINGS]()
     await _authorized(request, site)
     if not origin_allowed(request.headers.get("Origin"), settings.host):
         raise web.HTTPUnauthorized(text=UNAUTHORIZED)
-    root = await workspace_of(settings, site)
+    return site, settings, await workspace_of(settings, site)
+
+
+async def sync(request: web.Request) -> web.WebSocketResponse:
+    """GET /sites/{site}/ws: the sync protocol, from the editor's own page only (Origin)."""
+    site, settings, root = await _from_the_page(request)
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30.0)
     await ws.prepare(request)
     # One Workspace per site, shared by its tabs: its lock makes a write's version check and its rename one step.
@@ -185,11 +191,7 @@ async def workspace_of(settings: EditorSettings, site: str) -> Path:
 
 async def deploy(request: web.Request) -> web.StreamResponse:
     """POST /sites/{site}/deploy: the workspace deployed through the deploy path (progress as JSON lines)."""
-    site, settings = _site(request), request.app[SETTINGS]()
-    await _authorized(request, site)
-    if not origin_allowed(request.headers.get("Origin"), settings.host):
-        raise web.HTTPUnauthorized(text=UNAUTHORIZED)
-    root = await workspace_of(settings, site)
+    site, _, root = await _from_the_page(request)
     return await stream_progress(request, lambda say: request.app[DEPLOY](site, say, root), verbose=False)
 
 

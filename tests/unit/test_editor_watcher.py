@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from activator.editor.watcher import MAX_DEPTH, Watcher
+from tests.unit.folders_kit import nested
 
 
 class Seen(list[str]):
@@ -57,20 +58,10 @@ async def test_changes_beneath_the_workspace_are_reported_and_nothing_through_li
 async def test_folders_nested_without_end_are_watched_to_a_bound_and_start_does_not_fail(tmp_path: Path) -> None:
     root = tmp_path / "site"
     root.mkdir()
-    fd = os.open(root, os.O_RDONLY)
-    try:
-        for _ in range(300):  # user code can nest folders without end
-            os.mkdir("d", dir_fd=fd)
-            child = os.open("d", os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = child
-    finally:
-        os.close(fd)
-    watcher = Watcher(root, Seen())
-    try:
-        await watcher.start()
-        assert len(watcher._dirs) == MAX_DEPTH + 1  # the root and 64 levels beneath it
-    finally:
-        watcher.close()
-        for depth in range(300, 0, -1):
-            os.rmdir(root.joinpath(*["d"] * depth))
+    with nested(root, 300):
+        watcher = Watcher(root, Seen())
+        try:
+            await watcher.start()
+            assert len(watcher._dirs) == MAX_DEPTH + 1  # the root and 64 levels beneath it
+        finally:
+            watcher.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from activator.editor.workspace import Conflict, Limits, NotFound, PathRefused, Workspace, content_hash
+from tests.unit.folders_kit import nested
 
 
 @pytest.fixture
@@ -213,19 +214,5 @@ def test_a_write_over_a_huge_sparse_file_is_refused_without_reading_it(ws: Works
 
 
 def test_a_tree_too_deep_to_walk_is_refused_not_a_crash(ws: Workspace) -> None:
-    deep = ws.root
-    fd = os.open(deep, os.O_RDONLY)
-    try:
-        for _ in range(1200):  # user code can nest folders without end
-            os.mkdir("d", dir_fd=fd)
-            child = os.open("d", os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = child
-    finally:
-        os.close(fd)
-    try:
-        with pytest.raises(PathRefused, match="nested too deeply"):
-            ws.tree()
-    finally:  # removed here, deepest first (a recursive removal would meet the same limit)
-        for depth in range(1200, 0, -1):
-            os.rmdir(ws.root.joinpath(*["d"] * depth))
+    with nested(ws.root, 1200), pytest.raises(PathRefused, match="nested too deeply"):
+        ws.tree()
