@@ -27,8 +27,8 @@ def test_descriptions_name_the_metric_value_and_bound() -> None:
     watch = ThresholdWatch()
     (up,) = watch.observe({"memory": 91.24}, LIMITS)
     assert up.describe() == "memory 91.2 above 90 (critical)"
-    (down,) = watch.observe({"memory": 70}, LIMITS)
-    assert down.describe() == "memory 70.0 back below 90 (ok)"
+    (down,) = watch.observe({"memory": 60}, LIMITS)
+    assert down.describe() == "memory 60.0 back below 81, 90 less its margin (ok)"
 
 
 def test_sustained_counts_ticks_in_a_row_at_warning_or_above() -> None:
@@ -43,3 +43,18 @@ def test_a_metric_no_longer_read_is_forgotten() -> None:
     watch.observe({"container:blog": 95.0}, {"container:blog": Limit(90)})
     watch.observe({}, {})
     assert watch.level("container:blog") is Level.OK and not watch.sustained("container:blog", 1)
+
+
+def test_a_level_clears_only_its_margin_below_where_it_was_raised() -> None:
+    watch = ThresholdWatch()
+    # The CPU wavering around its 80 % warning under load: raised once, not cleared until under 72 %.
+    readings = [79, 81, 79, 82, 78, 80, 76, 73, 79, 81, 71.9, 75, 79, 80]
+    changes = [(c.before, c.after) for r in readings for c in watch.observe({"cpu": r}, LIMITS)]
+    assert changes == [(Level.OK, Level.WARNING), (Level.WARNING, Level.OK), (Level.OK, Level.WARNING)]
+    # Critical clears 10 % below its own bound, to warning, then to ok 10 % below the warning's.
+    watch = ThresholdWatch()
+    levels = []
+    for reading in (91, 85, 80, 70, 67):
+        watch.observe({"memory": reading}, LIMITS)
+        levels.append(watch.level("memory"))
+    assert levels == [Level.CRITICAL, Level.CRITICAL, Level.WARNING, Level.WARNING, Level.OK]

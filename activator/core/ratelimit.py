@@ -1,0 +1,58 @@
+"""Per-site rate limits (issue 15, groundwork): a token bucket, as nginx's limit_req with a burst. Pure: time is an
+argument. The activator answers what is over the limit with 429 and Retry-After."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m)\s*$")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    rate: float  # requests per second, on average
+    burst: int  # requests at once, above the rate, before any is refused
+
+    @staticmethod
+    def parse(value: object) -> RateLimit:
+        """`"10/s"`, `"600/m"`, or `{ rate = "10/s", burst = 20 }` (the burst defaults to one second's rate)."""
+        if isinstance(value, dict):
+            unknown = set(value) - {"rate", "burst"}
+            if unknown or "rate" not in value:
+                raise ValueError('expected { rate = "10/s", burst = 20 }')
+            rate = RateLimit.parse(value["rate"]).rate
+            burst = value.get("burst", max(1, math.ceil(rate)))
+            if not isinstance(burst, int) or isinstance(burst, bool) or burst < 1:
+                raise ValueError("burst: expected a whole number of requests, 1 or more")
+            return RateLimit(rate, burst)
+        m = _RATE.match(str(value)) if isinstance(value, str) else None
+        if m is None or float(m.group(1)) <= 0:
+            raise ValueError("expected a rate like '10/s' or '600/m'")
+        rate = float(m.group(1)) / (1.0 if m.group(2) == "s" else 60.0)
+        return RateLimit(rate, max(1, math.ceil(rate)))
+
+    def scaled(self, factor: float) -> RateLimit:
+        """Tightened (factor < 1): the congestion response."""
+        return RateLimit(self.rate * factor, max(1, math.floor(self.burst * factor)))
+
+
+@dataclass
+class Bucket:
+    """Writer: the one request path that asks it (take). Holds up to `burst` tokens, refilled at `rate`."""
+
+    limit: RateLimit
+    tokens: float = -1.0  # -1: full, at the first request
+    at: float = 0.0
+
+    def take(self, now: float) -> float:
+        """0 if the request may go now (a token is used); else the seconds until one would be there."""
+        if self.tokens < 0:
+            self.tokens, self.at = float(self.limit.burst), now
+        self.tokens = min(float(self.limit.burst), self.tokens + (now - self.at) * self.limit.rate)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.limit.rate
