@@ -114,6 +114,11 @@ COLUMNS = [
     ("state", "STATE"),
     ("route", "ROUTE"),
     ("requests_per_minute", "RPM"),
+    ("instances", "INSTANCES"),
+    ("scale_rate", "SCALE_RPM"),
+    ("rate_limit", "RATE_LIMIT"),
+    ("rate_limited", "LIMITING"),
+    ("refused", "REFUSED_429"),
     ("last_request_age_s", "LAST_REQ_S"),
     ("in_flight", "IN_FLIGHT"),
     ("starts", "STARTS"),
@@ -134,6 +139,8 @@ COLUMNS = [
 def _cell(key: str, value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     return f"{value // 2**20}MiB" if key in ("memory_limit", "memory_used") else str(value)
 
 

@@ -44,6 +44,8 @@ from activator.config_values import (
 )
 from activator.config_values import ConfigError as ConfigError  # re-exported: callers import it from here
 from activator.config_values import HostPort as HostPort
+from activator.core.ratelimit import RateLimit
+from activator.core.rates import HORIZON
 from activator.editor import devserver
 from activator.model import ActivitySource, Kind, Network, Strategy
 
@@ -134,6 +136,15 @@ class SiteConfig:
     mounts: tuple[tuple[str, str, bool], ...] = ()
     user: str = ""
     workdir: str = ""
+    # strategy = "scalable": requests per minute per instance that call for a second instance; how long below
+    # what one instance carries before it goes; the stable window its rate is measured over (the panic window
+    # is a tenth of it: core/scaling.py).
+    scale_threshold: float = 50.0
+    scale_down_delay: float = 300.0
+    scale_window: float = 60.0
+    rate_limit: RateLimit | None = None  # over it, requests go through the activator, which answers 429s
+    # A scalable site's second instance (never from the file): the site whose requests it shares.
+    replica_of: str = ""
 
     @property
     def run_image(self) -> str:
@@ -266,8 +277,50 @@ def _site(path: Path, index: int, data: object, inherited: dict[str, Any], build
         read_only=t.get("read_only", _typed(bool, "true or false"), False),
         **{key: t.get(key, convert, inherited[key]) for key, convert in _INHERITED.items()},
     )
+    scaling = {key: t.get(key, convert, None) for key, convert in _SCALING.items()}
+    given_scaling = {key: value for key, value in scaling.items() if value is not None}
+    if given_scaling and site.strategy is not Strategy.SCALABLE:
+        key, value = next(iter(given_scaling.items()))
+        raise ConfigError(path, t.key(key), value, 'only for a site with strategy = "scalable"')
+    rate_limit = t.get("rate_limit", RateLimit.parse, None)
+    site = replace(site, rate_limit=rate_limit, **given_scaling)
+    if site.serves_files and (rate_limit is not None or site.strategy is Strategy.SCALABLE):
+        key, value = ("rate_limit", t.raw("rate_limit")) if rate_limit is not None else ("strategy", "scalable")
+        raise ConfigError(
+            path, t.key(key), value, "Caddy serves this static site's files itself: give it an image to have one"
+        )
     t.done()
     return site
+
+
+_SCALING: dict[str, Callable[[Any], Any]] = {
+    "scale_threshold": _positive(_number),
+    "scale_down_delay": _positive(parse_duration),
+    "scale_window": lambda value: _scale_window(parse_duration(value)),
+}
+
+
+def _scale_window(seconds: float) -> float:
+    if not 6.0 <= seconds <= HORIZON:  # the rates are kept this long (core/rates.py)
+        raise ValueError(f"must be between 6s and {HORIZON:g}s")
+    return seconds
+
+
+REPLICA_SUFFIX = ".2"  # a scalable site's second instance: its name and this (a dot no site's name can hold)
+
+
+def replica_site(site: SiteConfig) -> SiteConfig:
+    """The second instance of a scalable site: the same container settings, no hosts of its own (it serves the
+    site's, through the site's route), never started by a request nor stopped for idleness (the Scaler decides)."""
+    return replace(
+        site,
+        name=site.name + REPLICA_SUFFIX,
+        hosts=(),
+        strategy=Strategy.LAZY,
+        source=None,
+        rate_limit=None,
+        replica_of=site.name,
+    )
 
 
 DEV_KINDS = frozenset({Kind.NODE, Kind.ASTRO, Kind.NEXT})  # the recipes' kinds: a static site's preview is its files
@@ -374,6 +427,8 @@ def load_config(path: Path | str) -> Config:
         sites += tuple(
             development_site(s, editor, builds, server) for s in sites if s.source is not None and s.kind in DEV_KINDS
         )
+
+    sites += tuple(replica_site(s) for s in sites if s.strategy is Strategy.SCALABLE)
 
     seen_names: set[str] = set()
     seen_hosts: dict[str, str] = {}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 _HOST = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
@@ -105,12 +106,14 @@ class _Table:
         if not isinstance(data, Mapping):
             raise ConfigError(path, prefix, data, "expected a table")
         self.path, self.prefix, self.data = path, prefix, dict(data)
+        self._read: dict[str, object] = {}
 
     def key(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix else name
 
     def get(self, name: str, convert: Callable[[Any], T], default: T | Any = _MISSING) -> T:
         value = self.data.pop(name, _MISSING)
+        self._read[name] = value
         if value is _MISSING:
             if default is _MISSING:
                 raise ConfigError(self.path, self.key(name), value, "is required")
@@ -119,6 +122,10 @@ class _Table:
             return convert(value)
         except (ValueError, TypeError) as exc:
             raise ConfigError(self.path, self.key(name), value, str(exc)) from None
+
+    def raw(self, name: str) -> object:
+        """A value as the file gave it, once read (for an error about it)."""
+        return self._read.get(name)
 
     def done(self) -> None:
         for name, value in self.data.items():
@@ -179,11 +186,11 @@ def _positive(parse: Callable[[Any], T]) -> Callable[[Any], T]:
     return convert
 
 
-def _at_least(low: int, parse: Callable[[Any], int]) -> Callable[[Any], int]:
-    def convert(value: Any) -> int:
+def _at_least(low: N, parse: Callable[[Any], N]) -> Callable[[Any], N]:
+    def convert(value: Any) -> N:
         result = parse(value)
         if result < low:
-            raise ValueError(f"must be at least {low}")
+            raise ValueError(f"must be at least {low:g}")
         return result
 
     return convert

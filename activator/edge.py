@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -12,7 +13,7 @@ from aiohttp import WSMsgType, web
 from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from activator.errors import SiteUnavailable
+from activator.errors import RateLimited, SiteUnavailable
 from activator.metrics import EDGE_REQUESTS
 from activator.supervisor import Supervisor
 from activator.supervisor.site import Site
@@ -73,6 +74,14 @@ def unavailable(exc: SiteUnavailable) -> web.Response:
     )
 
 
+def too_many(exc: RateLimited) -> web.Response:
+    return web.Response(
+        status=429,
+        text=f"site {exc.site!r} is over its rate limit of {exc.limit}\n",
+        headers={"Retry-After": str(max(1, math.ceil(exc.retry_after))), "Cache-Control": "no-store"},
+    )
+
+
 def upstream_headers(request: web.Request, drop: frozenset[str] = frozenset()) -> CIMultiDict[str]:
     headers = end_to_end(request.headers, drop)
     # Behind Caddy these are already set, and the app sees the same values cold as warm;
@@ -96,6 +105,11 @@ async def handle(request: web.Request) -> web.StreamResponse:
         EDGE_REQUESTS.labels("", "unknown_host").inc()
         return web.Response(status=404, text=f"unknown host {request.host!r}\n")
     name = site.name
+    try:
+        supervisor.admit(site)
+    except RateLimited as exc:
+        EDGE_REQUESTS.labels(name, "rate_limited").inc()
+        return too_many(exc)
     try:
         response = await _forward_with_retry(request, supervisor, site)
     except SiteUnavailable as exc:

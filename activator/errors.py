@@ -121,6 +121,14 @@ class SiteFailing(SiteUnavailable):
         self.retry_after = max(1, retry_after)
 
 
+class RateLimited(Exception):
+    """A request over its site's rate limit: answered 429, with the seconds until one would be let through."""
+
+    def __init__(self, site: str, limit: str, retry_after: float) -> None:
+        self.site, self.limit, self.retry_after = site, limit, retry_after
+        super().__init__(f"{site}: over its rate limit of {limit}")
+
+
 class BudgetFull(SiteUnavailable):
     """Starting the site would take the sites' memory limits past the budget, and no idle site can make room."""
 

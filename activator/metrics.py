@@ -38,3 +38,9 @@ NOT_ALLOWED = Counter(
     ["site"],
     registry=REGISTRY,
 )
+RATE_LIMITED = Counter(
+    "dialup_rate_limited_requests",
+    "Requests answered 429 because their site was over its rate limit",
+    ["site"],
+    registry=REGISTRY,
+)

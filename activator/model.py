@@ -42,6 +42,14 @@ _KIND_DEFAULTS = {
 class Strategy(enum.StrEnum):
     LAZY = "lazy"  # started by the first request, stopped when idle
     PERSISTENT = "persistent"  # started with the activator, kept running
+    # Kept running like a persistent site, with a second instance while its request rate calls for one
+    # (core/scaling.py, supervisor/scaler.py).
+    SCALABLE = "scalable"
+
+    @property
+    def kept_up(self) -> bool:
+        """Started with the activator and restarted after a crash; never stopped for idleness nor evicted."""
+        return self is not Strategy.LAZY
 
 
 class Network(enum.StrEnum):
@@ -105,6 +113,13 @@ class EventKind(enum.StrEnum):
     BACKUP_FAILED = "backup_failed"  # with the reason: loud, and in `dialup status` and `dialup backups`
     BACKUP_SKIPPED = "backup_skipped"  # the one before still ran
     BACKUP_VERIFIED = "backup_verified"  # `restic check` read back a share of the data and found it sound
+    SCALED_UP = "scaled_up"  # a scalable site's second instance serves (the rate that called for it)
+    SCALED_DOWN = "scaled_down"  # ... was drained and stopped
+    SCALE_REFUSED = "scale_refused"  # ... could not start (the budget, say): the site serves on one
+    RATE_LIMITED = "rate_limited"  # over its rate limit: its route moved to the activator, which answers 429s
+    RATE_LIMIT_LIFTED = "rate_limit_lifted"  # back under it: its route is on its container again
+    LIMITS_TIGHTENED = "limits_tightened"  # host congestion: rate limits of non-persistent sites tightened
+    LIMITS_RESTORED = "limits_restored"  # ... and back as configured once it cleared
 
 
 @dataclass(frozen=True)

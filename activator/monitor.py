@@ -138,6 +138,13 @@ class Monitor:
         cpu_high = self.watch.sustained("cpu", sustained)
         if cpu_high != self.cpu_lowered and (cpu_high or self.watch.level("cpu") is Level.OK):
             await self._set_site_weights(lowered=cpu_high, cpu=host.cpu)
+        # Congestion: CPU or load high for `sustained` ticks tightens rate limits; both back to ok (below their
+        # bounds less the margin: core/thresholds.py) restores them.
+        congested = self.watch.sustained("cpu", sustained) or self.watch.sustained("load", sustained)
+        clear = self.watch.level("cpu") is Level.OK and self.watch.level("load") is Level.OK
+        limiter = self.supervisor.limiter
+        if congested != limiter.congested and (congested or clear):
+            limiter.congestion(congested, f"cpu {host.cpu:.0f}%, load {host.load:.2f}")
 
     def _containers(self) -> tuple[dict[str, str], dict[str, str]]:
         """The ids to read, by site: its container (while it holds memory) and its holder. Taken on the event

@@ -29,6 +29,8 @@ class Reaper:
         if self.poll is not None and not await self.poll():
             return
         sup = self.supervisor
+        sup.limiter.tick()
+        sup.scaler.tick()
         now = sup.clock.monotonic()
         # Ask Caddy for in-flight counts only when some site would be paused or stopped without them.
         idle = [s for s in sup.sites.values() if self._decide(s, {}, now) is not Action.KEEP]
@@ -41,7 +43,7 @@ class Reaper:
                 sup.drainer.begin(site, action, "idle")
 
     def _decide(self, site: Site, in_flight: Mapping[str, int], now: float) -> Action:
-        if self.supervisor.busy(site):
+        if self.supervisor.busy(site) or site.config.replica_of:  # a replica goes when the Scaler says
             return Action.KEEP
         cfg = site.config
         view = IdleView(

@@ -11,6 +11,7 @@ from activator.interfaces import ContainerRuntime
 from activator.model import Container, Network, SiteState
 from activator.store import SiteCounts, Store
 from activator.supervisor import Supervisor
+from activator.supervisor.limiter import shown
 from activator.supervisor.routes import Unknown
 from activator.supervisor.site import Site
 
@@ -44,6 +45,12 @@ class SiteRow(TypedDict):
     last_failure: str
     release: str | None  # the live release (sites built from source)
     deploy: str | None  # what a deploy under way does: queued, building, swapping
+    instances: int | None  # a scalable site's instances serving now (1 or 2)
+    scale_rate: float | None  # ... and the requests per minute over its stable window, which drive its scaling
+    replica_of: str | None  # a second instance's site
+    rate_limit: str | None  # the limit in force ("10/s (burst 10)"; tighter while the host is congested)
+    rate_limited: bool | None  # its route is on the activator's limiter now
+    refused: int | None  # requests answered 429 since the activator started
 
 
 def _row(cfg: SiteConfig, counts: SiteCounts, **live: Any) -> SiteRow:
@@ -75,6 +82,12 @@ def _row(cfg: SiteConfig, counts: SiteCounts, **live: Any) -> SiteRow:
         last_failure="",
         release=None,
         deploy=None,
+        instances=None,
+        scale_rate=None,
+        replica_of=cfg.replica_of or None,
+        rate_limit=shown(cfg.rate_limit) if cfg.rate_limit else None,
+        rate_limited=None,
+        refused=None,
     )
     row.update(live)  # type: ignore[typeddict-item]
     return row
@@ -88,6 +101,8 @@ def live_row(
     actual = sup.routes.actual(site.name)
     holder = sup.holders.current(site)
     failing = site.state is SiteState.STOPPED and sup.lifecycle.failing(site)
+    limit = sup.limiter.limit(site)
+    scalable = sup.scaler.replica(site) is not None
     return _row(
         site.config,
         counts,
@@ -105,6 +120,11 @@ def live_row(
         memory_used=used,
         holder_memory=sup.holders.memory_of(site),
         last_failure=site.failure,
+        instances=sup.scaler.instances(site) if scalable else None,
+        scale_rate=round(sup.scaler.rate(site), 2) if scalable else None,
+        rate_limit=shown(limit) if limit else None,
+        rate_limited=sup.routes.held(site.name) if limit else None,
+        refused=sup.limiter.refused.get(site.name, 0) if limit else None,
     )
 
 

@@ -106,8 +106,12 @@ class Releases:
 
 def with_releases(config: Config, live: dict[str, Release]) -> Config:
     """The config as it runs: each site built from source with its live release's image."""
+    def release(name: str) -> Release | None:  # a replica runs its site's
+        found = live.get(name)
+        return found if found is not None and found.kind == "image" else None
+
     sites = tuple(
-        replace(s, release=live[s.name].artifact) if s.name in live and live[s.name].kind == "image" else s
+        replace(s, release=found.artifact) if (found := release(s.replica_of or s.name)) is not None else s
         for s in config.sites
     )
     return replace(config, sites=sites)

@@ -30,7 +30,7 @@ class IdleView:
 
 
 def idle_action(view: IdleView, now: float) -> Action:
-    if view.strategy is Strategy.PERSISTENT or view.in_flight > 0:
+    if view.strategy.kept_up or view.in_flight > 0:
         return Action.KEEP
     idle = now - view.last_activity
     if (view.running or view.paused) and view.idle_timeout is not None and idle >= view.idle_timeout:

@@ -1,11 +1,19 @@
-"""Per-site rate limits (issue 15, groundwork): a token bucket, as nginx's limit_req with a burst. Pure: time is an
-argument. The activator answers what is over the limit with 429 and Retry-After."""
+"""Per-site rate limits: a token bucket, as nginx's limit_req with a burst, and when a site's requests should go
+through it. Pure: time is an argument. The activator answers what is over the limit with 429 and Retry-After;
+while a site is under its limit Caddy serves it directly, and the activator never sees its requests."""
 
 from __future__ import annotations
 
 import math
 import re
 from dataclasses import dataclass
+
+from activator.core.thresholds import CLEAR_MARGIN
+
+ENGAGE_WINDOW = 2.0  # seconds: a rate above the limit over this long moves the site's route to the activator
+RELEASE_WINDOW = 10.0  # seconds: ... and one below the limit, less its margin, over this long moves it back
+CONGESTION_FACTOR = 0.5  # host congestion: the limits of non-persistent sites are this share of their own ...
+CONGESTION_LIMITS = {"static": "10/s", "other": "50/s"}  # ... and sites with none get the plan's zones
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m)\s*$")
 
@@ -56,3 +64,20 @@ class Bucket:
             self.tokens -= 1.0
             return 0.0
         return (1.0 - self.tokens) / self.limit.rate
+
+
+def detour(held: bool, recent: float, settled: float, limit: RateLimit) -> bool:
+    """Whether a site's requests should go through the activator's bucket, from its requests per second over the
+    last ENGAGE_WINDOW (`recent`) and RELEASE_WINDOW (`settled`) seconds, refused ones included. On above the
+    limit, off only below it less CLEAR_MARGIN (hysteresis: a rate that wavers at the limit does not switch the
+    route with each wave)."""
+    if not held:
+        return recent > limit.rate
+    return settled > limit.rate * (1 - CLEAR_MARGIN)
+
+
+def congestion_limit(limit: RateLimit | None, static: bool) -> RateLimit:
+    """A non-persistent site's limit while the host is congested."""
+    if limit is None:
+        return RateLimit.parse(CONGESTION_LIMITS["static" if static else "other"])
+    return limit.scaled(CONGESTION_FACTOR)

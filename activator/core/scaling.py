@@ -1,16 +1,16 @@
-"""How many instances a scalable site wants: pure, time an argument (issue 15, groundwork).
+"""How many instances a scalable site wants: pure, time an argument.
 
 Knative's autoscaler, sized for small sites: a stable window (60 s) whose rate decides in the ordinary case, and
-a panic window (6 s) that scales up at once when the rate there passes twice the threshold. Scaling down waits
-`scale_down_delay` below the threshold (so a rate that oscillates around it does not oscillate the instances),
-and never happens while panicking."""
+a panic window (a tenth of it, 6 s) that scales up at once when the rate there passes twice the threshold.
+Scaling down waits `scale_down_delay` below what fewer instances carry (so a rate that oscillates around the
+threshold does not oscillate the instances), and never happens within a stable window of a panic."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-STABLE_WINDOW = 60.0  # seconds
-PANIC_WINDOW = 6.0  # seconds
+STABLE_WINDOW = 60.0  # seconds (a site's scale_window)
+PANIC_SHARE = 0.1  # the panic window, as a share of the stable one (Knative's panic-window-percentage)
 PANIC_FACTOR = 2.0  # the panic window's rate must pass this many times the threshold
 
 
@@ -20,6 +20,11 @@ class ScalePolicy:
     scale_down_delay: float = 300.0
     minimum: int = 1
     maximum: int = 2
+    window: float = STABLE_WINDOW
+
+    @property
+    def panic_window(self) -> float:
+        return self.window * PANIC_SHARE
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,7 @@ def decide(policy: ScalePolicy, state: ScaleState, stable_rpm: float, panic_rpm:
     n = state.instances
     per_instance = policy.threshold
     panic = panic_rpm >= PANIC_FACTOR * per_instance * n
-    panicking_until = now + STABLE_WINDOW if panic else state.panicking_until
+    panicking_until = now + policy.window if panic else state.panicking_until
     panicking = panicking_until is not None and now < panicking_until
     if n < policy.maximum and (stable_rpm > per_instance * n or panic):
         why = "panic" if panic and stable_rpm <= per_instance * n else "stable"

@@ -173,6 +173,8 @@ class CaddyRouter:
             for route in await self._get(f"/config/apps/http/servers/{SERVER}/routes") or []
             if str(route.get("@id", "")).startswith(ROUTE_PREFIX)
         }
+        # A replica has no route of its own: its file is the second upstream of its site's route.
+        present |= {s.name for s in self.config.container_sites if s.replica_of in present}
         found: dict[str, int | None] = {}
         for site in present:
             address = await asyncio.to_thread(self.files.read, site)

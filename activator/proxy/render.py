@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from activator.config import CaddyConfig, Config, SiteConfig
+from activator.config import REPLICA_SUFFIX, CaddyConfig, Config, SiteConfig
 from activator.config_values import parse_listen
 from activator.editor.workspace import TEMP_PREFIX
-from activator.model import ActivitySource
+from activator.model import ActivitySource, Strategy
 from activator.proxy.accesslog import ACCESS_LOGGER
 
 SERVER = "dialup"
@@ -53,9 +53,17 @@ def file_upstream(routes_dir: Path, site: str) -> str:
     return "{file." + str(routes_dir / site) + "}"
 
 
-def upstreams(routes_dir: Path, site: str, activator: str) -> list[dict[str, str]]:
-    # The activator is always the last upstream: a refused dial to the container falls through to it.
-    return [{"dial": file_upstream(routes_dir, site)}, {"dial": activator}]
+def upstreams(routes_dir: Path, site: SiteConfig, activator: str) -> tuple[list[dict[str, str]], str]:
+    """The upstreams of a site's route, and how Caddy picks one."""
+    if site.strategy is Strategy.SCALABLE:
+        # Its two instances' route files, each request to the one with fewer open (least_conn counts every
+        # upstream, so the activator cannot be a third: it would take a share). A file says the activator's
+        # address whenever its instance is not serving, and the other instance's port while only that one is;
+        # after a refused dial (a crash) Caddy tries again until the file says the activator (a die event away).
+        files = [site.name, site.name + REPLICA_SUFFIX]
+        return [{"dial": file_upstream(routes_dir, name)} for name in files], "least_conn"
+    # The activator is the last upstream: a refused dial to the container falls through to it.
+    return [{"dial": file_upstream(routes_dir, site.name)}, {"dial": activator}], "first"
 
 
 def _duration(seconds: float) -> str:
@@ -91,12 +99,13 @@ def site_route(site: SiteConfig, config: Config) -> dict[str, Any]:
     if site.serves_files:
         return files_route(site, config)
     caddy, activator = config.caddy, str(config.server.listen)
+    dials, policy = upstreams(config.server.routes_dir, site, activator)
     proxy: dict[str, Any] = {
         "@id": proxy_id(site.name),
         "handler": "reverse_proxy",
-        "upstreams": upstreams(config.server.routes_dir, site.name, activator),
+        "upstreams": dials,
         "load_balancing": {
-            "selection_policy": {"policy": "first"},
+            "selection_policy": {"policy": policy},
             "try_duration": TRY_DURATION,
             "try_interval": TRY_INTERVAL,
         },
@@ -157,7 +166,7 @@ def editor_routes(config: Config) -> list[dict[str, Any]]:
 def server(config: Config) -> dict[str, Any]:
     """dialup's own server: the editor's routes (first: a site's wildcard host must not take them), one route per
     site, then a 404."""
-    routes = editor_routes(config) + [site_route(site, config) for site in config.sites]
+    routes = editor_routes(config) + [site_route(site, config) for site in config.sites if not site.replica_of]
     routes.append({"handle": [{"handler": "static_response", "status_code": 404, "body": "unknown host\n"}]})
     caddy = config.caddy
     if (named := named_hosts_route(config)) is not None:
@@ -242,4 +251,4 @@ def named_hosts_route(config: Config) -> dict[str, Any] | None:
 
 def site_handlers(config: Config) -> frozenset[str]:
     """The first handler of each site's route: the `handler` label of its requests in Caddy's metrics."""
-    return frozenset(site_route(s, config)["handle"][0]["handler"] for s in config.container_sites)
+    return frozenset(site_route(s, config)["handle"][0]["handler"] for s in config.container_sites if not s.replica_of)

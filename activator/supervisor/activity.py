@@ -27,9 +27,14 @@ class Activity:
     def last_request(self, site: str) -> float | None:
         return self._rates.last_request(site)
 
-    def per_minute(self, site: str) -> float:
-        return self._rates.per_minute(site, self._clock.monotonic())
+    def per_minute(self, site: str, window: float = 60.0) -> float:
+        """Requests per minute over the last `window` seconds (at most 5 minutes)."""
+        return self._rates.per_minute(site, self._clock.monotonic(), window)
+
+    def per_second(self, site: str, window: float) -> float:
+        return self.per_minute(site, window) / 60.0
 
     def last_activity(self, site: Site) -> float:
-        """What idleness counts from: the last request, or the start or wake if later."""
-        return max(self._rates.last_request(site.name) or 0.0, site.up_since or 0.0)
+        """What idleness counts from: the last request (a replica's: its site's), or the start or wake if later."""
+        requests = self._rates.last_request(site.config.replica_of or site.name)
+        return max(requests or 0.0, site.up_since or 0.0)

@@ -10,7 +10,7 @@ from activator.core.budget import Resident, admit, eviction_order
 from activator.core.policy import Action
 from activator.errors import BudgetFull
 from activator.interfaces import Router
-from activator.model import EventKind, SiteState, Strategy
+from activator.model import EventKind, SiteState
 from activator.supervisor.drains import Drainer
 from activator.supervisor.holders import Holders
 from activator.supervisor.lifecycle import Lifecycle
@@ -52,7 +52,7 @@ class Evictor:
             paused=site.state is SiteState.PAUSED,
             last_activity=self._last_activity(site),
             in_flight=site.open_requests(in_flight),
-            persistent=site.config.strategy is Strategy.PERSISTENT,
+            persistent=site.config.strategy.kept_up,
             busy=self._work.busy(site) or site.state not in (SiteState.RUNNING, SiteState.PAUSED),
         )
 

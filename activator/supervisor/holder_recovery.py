@@ -8,7 +8,7 @@ from contextlib import suppress
 
 from activator.errors import SiteUnavailable, StartFailed
 from activator.interfaces import Clock
-from activator.model import Container, ContainerEvent, EventKind, SiteState, Strategy
+from activator.model import Container, ContainerEvent, EventKind, SiteState
 from activator.supervisor.containers import Containers
 from activator.supervisor.holders import Holders
 from activator.supervisor.keeper import Keeper
@@ -77,7 +77,7 @@ class HolderRecovery:
             self._keeper.retry_later(site)  # a persistent site is not left down with nothing to bring it back
             return
         self._lifecycle.record(site, EventKind.HOLDER_RESTARTED, "engine", detail=holder.id[:12])
-        if site.config.strategy is Strategy.PERSISTENT and site.state is SiteState.STOPPED:
+        if site.config.strategy.kept_up and site.state is SiteState.STOPPED:
             self._keeper.keep_up(site, "holder")
 
     def _recovering(self, site: Site) -> bool:
@@ -111,7 +111,7 @@ class HolderRecovery:
             public = exc.public if isinstance(exc, SiteUnavailable) else "its network holder would not come back"
             self._lifecycle.start_failed(site, reason, "holder", self._clock.monotonic() - began, None)
             raise StartFailed(site.name, reason, public) from None
-        if site.demand.waiting or site.config.strategy is Strategy.PERSISTENT:
+        if site.demand.waiting or site.config.strategy.kept_up:
             await self._starter.start(site, "holder")
         else:  # nobody waits: requests arriving from now on start the site anew
             self._lifecycle.stopped(site, EventKind.STOPPED, "holder", detail="its holder was restarted")

@@ -6,7 +6,7 @@ import logging
 
 from activator.core.transitions import Event
 from activator.interfaces import Cancellable, Clock
-from activator.model import SiteState, Strategy
+from activator.model import SiteState
 from activator.supervisor.lifecycle import Lifecycle
 from activator.supervisor.site import Site
 from activator.supervisor.starts import Starter
@@ -39,7 +39,7 @@ class Keeper:
 
     def retry_later(self, site: Site) -> None:
         """A persistent site is down for a reason that is not a crash: try again, backing off."""
-        if site.config.strategy is Strategy.PERSISTENT:
+        if site.config.strategy.kept_up:
             tries = self._retries[site.name] = self._retries.get(site.name, 0) + 1
             self._schedule(site, site.backoff.delay(tries))
 
@@ -50,7 +50,7 @@ class Keeper:
         self._retries.pop(site.name, None)
 
     def _observe(self, site: Site, event: Event, crashed: bool) -> None:
-        if site.config.strategy is not Strategy.PERSISTENT:
+        if not site.config.strategy.kept_up:
             return
         if event is Event.UP:
             self._retries.pop(site.name, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from activator.interfaces import Clock, Router
 from activator.metrics import ROUTE_CHANGES, ROUTE_FAILURES
@@ -28,11 +28,19 @@ class Routes:
     """The desired route of every site (its container's port, or None: the activator) and the route Caddy
     has. One writer of both: Lifecycle says what it wants (`want`); this object's task applies it, retries a
     failed change with backoff until Caddy has it, and reads back what Caddy really has every VERIFY_EVERY
-    seconds (a Caddy that lost its config, restarted say, gets the whole of it again)."""
+    seconds (a Caddy that lost its config, restarted say, gets the whole of it again).
 
-    def __init__(self, router: Router, clock: Clock, sites: Iterable[str]) -> None:
+    Two things bend a wish. A site held on the activator (`hold`: over its rate limit) is routed there whatever
+    its record says. A scalable site's second instance (a replica) is the second upstream of the site's route: its
+    own port while both it and the site run, else whatever the site's route is (so no request reaches a replica
+    that is not serving, and draining it is moving that upstream onto the site's container)."""
+
+    def __init__(self, router: Router, clock: Clock, sites: Iterable[str], primaries: Mapping[str, str]) -> None:
+        """`primaries`: each replica's site."""
         self._router, self._clock = router, clock
         self._wanted: dict[str, int | None] = dict.fromkeys(sites)
+        self._primary: dict[str, str] = dict(primaries)
+        self._held: set[str] = set()  # sites routed to the activator whatever their record says
         self._applied: dict[str, Route] = dict.fromkeys(self._wanted, UNKNOWN)
         self._changed = asyncio.Event()
         self._tick = asyncio.Event()  # set (and replaced) whenever a wish or Caddy's state changes
@@ -48,18 +56,40 @@ class Routes:
         self._changed.set()
         self._bump()
 
-    def add(self, site: str) -> None:
-        """A site the config gained (a reload): on the activator until it runs."""
+    def hold(self, site: str, held: bool) -> None:
+        """Route the site (and its replica) to the activator whatever runs (held), or as its record says again.
+        Written by the RateLimiter only."""
+        if held == (site in self._held) or site not in self._wanted:
+            return
+        (self._held.add if held else self._held.discard)(site)
+        self._changed.set()
+        self._bump()
+
+    def held(self, site: str) -> bool:
+        return site in self._held
+
+    def add(self, site: str, primary: str | None = None) -> None:
+        """A site the config gained (a reload): on the activator until it runs. `primary`: a replica's site."""
         self._wanted[site], self._applied[site] = None, UNKNOWN
+        if primary is not None:
+            self._primary[site] = primary
         self._changed.set()
 
     def forget(self, site: str) -> None:
         """A site the config lost (a reload), once it is stopped and its containers are gone."""
         self._wanted.pop(site, None)
         self._applied.pop(site, None)
+        self._primary.pop(site, None)
+        self._held.discard(site)
 
     def wanted(self, site: str) -> int | None:
-        return self._wanted[site]
+        """Where Caddy should send what this route gets (see the class): a port, or None for the activator."""
+        primary = self._primary.get(site)
+        if primary is None or primary not in self._wanted:
+            return None if site in self._held else self._wanted[site]
+        shared = self.wanted(primary)
+        own = self._wanted[site]
+        return shared if own is None or shared is None else own
 
     def actual(self, site: str) -> Route:
         """What Caddy has for the site, as of the last change made or read back."""
@@ -67,10 +97,14 @@ class Routes:
 
     def routed(self, site: str) -> bool:
         """Caddy sends the site's traffic to its container."""
-        return self._wanted[site] is not None and self._applied.get(site) == self._wanted[site]
+        want = self.wanted(site)
+        return want is not None and self._applied.get(site) == want
 
     def settled(self, site: str) -> bool:
-        return self._applied.get(site) == self._wanted[site]
+        return self._applied.get(site) == self.wanted(site)
+
+    def _all_wanted(self) -> dict[str, int | None]:
+        return {site: self.wanted(site) for site in self._wanted}
 
     async def settle(self, site: str, limit: float) -> bool:
         """Wait (at most `limit` seconds) until Caddy has the site's wanted route."""
@@ -94,7 +128,7 @@ class Routes:
     async def load(self) -> None:
         """Give Caddy the whole config, with every site's wanted route (at startup, or after Caddy lost it)."""
         async with self._lock:
-            wanted = dict(self._wanted)
+            wanted = self._all_wanted()
             await self._router.load(wanted)
             self._applied.update(wanted)
             self._bump()
@@ -105,7 +139,7 @@ class Routes:
             actual = await self._router.routes()
             if any(site not in actual for site in self._wanted):
                 log.warning("Caddy lacks routes of ours (restarted, or given another config): loading them again")
-                wanted = dict(self._wanted)
+                wanted = self._all_wanted()
                 await self._router.load(wanted)
                 actual = wanted
             for site in self._wanted:
@@ -121,7 +155,7 @@ class Routes:
         """One pass: change every route that Caddy does not have as wanted. False if any change failed."""
         ok = True
         async with self._lock:
-            for site, want in self._wanted.items():
+            for site, want in self._all_wanted().items():
                 if self._applied.get(site) == want:
                     continue
                 # Unknown while the change is under way: a drain must not take the old route for the new one.

@@ -16,7 +16,7 @@ from activator.core.reloads import keep_release
 from activator.errors import QueueFull, SiteFailing, SiteUnavailable, StartTimeout
 from activator.interfaces import Clock, ContainerRuntime, EventLog, Prober, Router
 from activator.metrics import WAITING
-from activator.model import ContainerEvent, EventKind, SiteState, Strategy
+from activator.model import ContainerEvent, EventKind, SiteState
 from activator.supervisor.activity import Activity
 from activator.supervisor.adoption import adopt, adopt_one
 from activator.supervisor.containers import Containers
@@ -26,8 +26,10 @@ from activator.supervisor.holder_recovery import HolderRecovery
 from activator.supervisor.holders import Holders
 from activator.supervisor.keeper import Keeper
 from activator.supervisor.lifecycle import Lifecycle
+from activator.supervisor.limiter import RateLimiter
 from activator.supervisor.recovery import Recovery
 from activator.supervisor.routes import Routes
+from activator.supervisor.scaler import Scaler
 from activator.supervisor.site import Site
 from activator.supervisor.starts import Starter
 from activator.supervisor.swaps import Swapper
@@ -75,7 +77,8 @@ class Supervisor:
         self._hosts = HostTable((host, s.name) for s in config.container_sites for host in s.hosts)
         self._runtime = runtime
         self.work = Work()
-        self.routes = Routes(router, clock, self.sites)
+        primaries = {s.name: s.replica_of for s in config.container_sites if s.replica_of}
+        self.routes = Routes(router, clock, self.sites, primaries)
         self.lifecycle = Lifecycle(events, clock, self.routes, self.work)
         self.activity = Activity(clock)
         self.holders = Holders(runtime, self.lifecycle, self.work, clock, config.holder.image, measure)
@@ -101,6 +104,10 @@ class Supervisor:
             runtime, self.routes, self.lifecycle, self.containers, self.holders, self.drainer,
             self.evictor, self.work, prober, clock, config.server.name, config.holder.image,
         )  # fmt: skip
+        self.scaler = Scaler(
+            self.sites, self.activity, self.starter, self.drainer, self.swapper, self.lifecycle, self.work, clock
+        )
+        self.limiter = RateLimiter(self.sites, self.activity, self.routes, self.lifecycle, clock)
 
     # -- what the rest of the activator asks ---------------------------------------------------
 
@@ -136,7 +143,7 @@ class Supervisor:
 
     def start_persistent(self) -> None:
         for site in self.sites.values():
-            if site.config.strategy is Strategy.PERSISTENT and site.state in (SiteState.STOPPED, SiteState.PAUSED):
+            if site.config.strategy.kept_up and site.state in (SiteState.STOPPED, SiteState.PAUSED):
                 self.keeper.keep_up(site, "persistent")
 
     async def close(self) -> None:
@@ -156,9 +163,9 @@ class Supervisor:
     async def add_site(self, config: SiteConfig) -> None:
         """A site the config gained: its holder and container made (or adopted), started if persistent."""
         site = self.sites[config.name] = Site(config)
-        self.routes.add(config.name)
+        self.routes.add(config.name, config.replica_of or None)
         await adopt_one(site, self._runtime, self.lifecycle, self.holders, self.containers)
-        if config.strategy is Strategy.PERSISTENT:
+        if config.strategy.kept_up:
             self.keeper.keep_up(site, "persistent")
 
     async def remove_site(self, name: str) -> None:
@@ -181,6 +188,8 @@ class Supervisor:
         self.holders.forget(site)
         self.lifecycle.container(site, None)
         self.routes.forget(name)
+        self.scaler.forget(name)
+        self.limiter.forget(name)
         for found in (await self._runtime.find(site.config), await self._runtime.find_holder(site.config)):
             if found is not None:
                 with suppress(Exception):
@@ -192,21 +201,39 @@ class Supervisor:
         the release it runs; applied after any swap of the site under way."""
         site = self.sites[config.name]
         await self.swapper.retune(site, lambda now: keep_release(now, config), "reload")
-        if config.strategy is Strategy.PERSISTENT and site.state is SiteState.STOPPED:
+        if config.strategy.kept_up and site.state is SiteState.STOPPED:
             self.keeper.keep_up(site, "persistent")
 
     # -- the request path ----------------------------------------------------------------------
+
+    def admit(self, site: Site) -> None:
+        """A request may go on, or raises RateLimited (the site is over its rate limit)."""
+        self.limiter.admit(site)
 
     @asynccontextmanager
     async def lease(self, site: Site) -> AsyncIterator[Lease]:
         """Hold the request until the site runs (starting or waking it once, however many wait), then count
         it as open work (a drain waits for it) until the block ends. Raises SiteUnavailable with the answer."""
-        port = await self._acquire(site)
-        site.demand.active += 1
+        await self._acquire(site)
+        serving = self._instance(site)
+        assert serving.host_port is not None
+        serving.demand.active += 1
         try:
-            yield Lease(port, site.demand.forwarding, site, self.recovery)
+            yield Lease(serving.host_port, serving.demand.forwarding, serving, self.recovery)
         finally:
-            site.demand.active -= 1
+            serving.demand.active -= 1
+
+    def _instance(self, site: Site) -> Site:
+        """The running site, or its second instance when that serves and has fewer requests forwarded to it."""
+        replica = self.scaler.replica(site)
+        if (
+            replica is not None
+            and replica.state is SiteState.RUNNING
+            and replica.host_port is not None
+            and replica.demand.active < site.demand.active
+        ):
+            return replica
+        return site
 
     async def _acquire(self, site: Site) -> int:
         if site.state is SiteState.RUNNING and site.host_port is not None:

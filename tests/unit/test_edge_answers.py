@@ -31,6 +31,9 @@ class Refusing:
     def site_for_host(self, host: str) -> Any:
         return SimpleNamespace(name=self.error.site)
 
+    def admit(self, site: Any) -> None:
+        pass  # under any rate limit
+
     @asynccontextmanager
     async def lease(self, site: Any) -> AsyncIterator[None]:
         raise self.error
