@@ -310,12 +310,12 @@ REPLICA_SUFFIX = ".2"  # a scalable site's second instance: its name and this (a
 
 
 def replica_site(site: SiteConfig) -> SiteConfig:
-    """The second instance of a scalable site: the same container settings, no hosts of its own (it serves the
-    site's, through the site's route), never started by a request nor stopped for idleness (the Scaler decides)."""
+    """The second instance of a scalable site: the same container settings and hosts (which it serves through the
+    site's route; requests find the site, never it), never started by a request nor stopped for idleness (the
+    Scaler decides)."""
     return replace(
         site,
         name=site.name + REPLICA_SUFFIX,
-        hosts=(),
         strategy=Strategy.LAZY,
         source=None,
         rate_limit=None,
@@ -441,7 +441,7 @@ def load_config(path: Path | str) -> Config:
             why = f"the development site of {site.develops!r} is named so" if site.develops else ""
             raise ConfigError(path, name_key, site.name, f"duplicate site name{' (' + why + ')' if why else ''}")
         seen_names.add(site.name)
-        for host in site.hosts:
+        for host in () if site.replica_of else site.hosts:
             if host in seen_hosts:
                 raise ConfigError(path, hosts_key, host, f"host already used by site {seen_hosts[host]!r}")
             seen_hosts[host] = site.name

@@ -106,6 +106,7 @@ class Releases:
 
 def with_releases(config: Config, live: dict[str, Release]) -> Config:
     """The config as it runs: each site built from source with its live release's image."""
+
     def release(name: str) -> Release | None:  # a replica runs its site's
         found = live.get(name)
         return found if found is not None and found.kind == "image" else None

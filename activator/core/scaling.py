@@ -1,7 +1,7 @@
 """How many instances a scalable site wants: pure, time an argument.
 
 Knative's autoscaler, sized for small sites: a stable window (60 s) whose rate decides in the ordinary case, and
-a panic window (a tenth of it, 6 s) that scales up at once when the rate there passes twice the threshold.
+a panic window (a tenth of it, and at least 6 s) that scales up at once when the rate there passes twice the threshold.
 Scaling down waits `scale_down_delay` below what fewer instances carry (so a rate that oscillates around the
 threshold does not oscillate the instances), and never happens within a stable window of a panic."""
 
@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 STABLE_WINDOW = 60.0  # seconds (a site's scale_window)
-PANIC_SHARE = 0.1  # the panic window, as a share of the stable one (Knative's panic-window-percentage)
+PANIC_SHARE = 0.1  # the panic window, as a share of the stable one (Knative's panic-window-percentage) ...
+# ... and at least this long: a second or two of a small site holds one request or two, which cannot tell a
+# burst from chance (a 1 s window would panic at any request once the threshold is 30 a minute).
+MIN_PANIC_WINDOW = 6.0
 PANIC_FACTOR = 2.0  # the panic window's rate must pass this many times the threshold
 
 
@@ -24,7 +27,7 @@ class ScalePolicy:
 
     @property
     def panic_window(self) -> float:
-        return self.window * PANIC_SHARE
+        return max(MIN_PANIC_WINDOW, self.window * PANIC_SHARE)
 
 
 @dataclass(frozen=True)

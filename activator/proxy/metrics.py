@@ -109,7 +109,9 @@ class CaddyMetrics:
     def reconfigure(self, config: Config) -> None:
         """Which routes and hosts count for which site (at startup, and after a reload)."""
         self._handlers = site_handlers(config)
-        self._catchall = [s.name for s in config.container_sites if any(h.startswith("*.") for h in s.hosts)]
+        self._catchall = [
+            s.name for s in config.container_sites if not s.replica_of and any(h.startswith("*.") for h in s.hosts)
+        ]
 
     async def poll(self) -> bool:
         """One read. False when Caddy's metrics could not be read (so that nothing is decided on stale figures).

@@ -243,7 +243,13 @@ def named_hosts_route(config: Config) -> dict[str, Any] | None:
     if config.server.activity is not ActivitySource.METRICS or config.caddy.automatic_https:
         return None
     port = parse_listen(config.caddy.http_listen).port
-    hosts = [f"{host}:{port}" for site in config.sites for host in site.hosts if not host.startswith("*.")]
+    hosts = [
+        f"{host}:{port}"
+        for site in config.sites
+        if not site.replica_of
+        for host in site.hosts
+        if not host.startswith("*.")
+    ]
     if port in (80, 443) or not hosts:
         return None
     return {"@id": METRICS_HOSTS_ROUTE, "match": [{"host": hosts}], "terminal": True}

@@ -135,6 +135,6 @@ class Drainer:
 
 
 def _kind(action: Action, cause: str) -> EventKind:
-    if cause != "idle":
+    if cause not in ("idle", "scale"):  # a scalable site's second instance, drained by the Scaler: not evicted
         return EventKind.EVICTED
     return EventKind.PAUSED if action is Action.PAUSE else EventKind.STOPPED

@@ -37,6 +37,12 @@ from activator.supervisor.work import Work
 
 log = logging.getLogger("activator.supervisor")
 
+
+def served(config: Config) -> list[tuple[str, str]]:
+    """(host, site) for every host: a replica serves its site's hosts, and is found through its site."""
+    return [(host, s.name) for s in config.container_sites if not s.replica_of for host in s.hosts]
+
+
 # A request waits for at most this many starts of its site (a site that dies right after each start).
 ACQUIRE_ROUNDS = 3
 
@@ -74,7 +80,7 @@ class Supervisor:
         self.config, self.clock, self.router = config, clock, router
         # Static sites served from their published files have no container: Caddy serves them, not us.
         self.sites = {s.name: Site(s) for s in config.container_sites}
-        self._hosts = HostTable((host, s.name) for s in config.container_sites for host in s.hosts)
+        self._hosts = HostTable(served(config))
         self._runtime = runtime
         self.work = Work()
         primaries = {s.name: s.replica_of for s in config.container_sites if s.replica_of}
@@ -157,7 +163,7 @@ class Supervisor:
         """The config as reloaded: the hosts it names (a removed site's requests are 404s from now on; it is
         still here until remove_site) and the budget. Sites come and go with add_site and remove_site."""
         self.config = config
-        self._hosts = HostTable((host, s.name) for s in config.container_sites for host in s.hosts)
+        self._hosts = HostTable(served(config))
         self.evictor.reconfigure(config)
 
     async def add_site(self, config: SiteConfig) -> None:

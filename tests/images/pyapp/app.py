@@ -9,6 +9,7 @@ import struct
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 released = asyncio.Event()
+INSTANCE = os.urandom(4).hex()  # which container answered (a scalable site's two instances differ)
 hog = []
 
 
@@ -107,6 +108,8 @@ async def handle(reader, writer):
             elif path == "/alloc":  # grows its memory by ?mb=N, then answers (or is OOM-killed)
                 hog.append(b"\x01" * (int(target.partition("?mb=")[2] or "1") * 1024 * 1024))  # touched pages
                 writer.write(response("200 OK", f"holding {sum(map(len, hog)) >> 20} MiB\n".encode()))
+            elif path == "/instance":
+                writer.write(response("200 OK", f"{INSTANCE}\n".encode()))
             elif path == "/release":
                 released.set()
                 writer.write(response("200 OK", b"released\n"))
