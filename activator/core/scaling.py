@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from activator.core.thresholds import CLEAR_MARGIN
+
 STABLE_WINDOW = 60.0  # seconds (a site's scale_window)
 PANIC_SHARE = 0.1  # the panic window, as a share of the stable one (Knative's panic-window-percentage) ...
 # ... and at least this long: a second or two of a small site holds one request or two, which cannot tell a
@@ -55,7 +57,8 @@ def decide(policy: ScalePolicy, state: ScaleState, stable_rpm: float, panic_rpm:
         why = "panic" if panic and stable_rpm <= per_instance * n else "stable"
         text = f"{why} window: {panic_rpm if why == 'panic' else stable_rpm:.0f} requests/min"
         return Decision(ScaleState(n + 1, None, panicking_until), f"up to {n + 1}: {text}")
-    fewer_carry = stable_rpm <= per_instance * (n - 1)
+    # What fewer instances carry, less the margin thresholds clear by: between the two, the count holds.
+    fewer_carry = stable_rpm <= per_instance * (n - 1) * (1 - CLEAR_MARGIN)
     if n > policy.minimum and fewer_carry and not panicking:
         since = state.below_since if state.below_since is not None else now
         if now - since >= policy.scale_down_delay:

@@ -108,3 +108,21 @@ def test_the_base_config_in_caddy_is_what_dialup_starts_caddy_with(tmp_path: Pat
     base = json.loads((Path(__file__).resolve().parents[2] / "caddy" / "base.json").read_text())
     # ... and its default logger leaves out dialup's access lines (activity = "log"), as a managed Caddy's does.
     assert base == {"admin": admin_config(CaddyConfig()), "logging": {"logs": {"default": default_logger()}}}
+
+
+def test_a_scalable_site_routes_to_its_two_instances_by_least_conn_and_its_second_has_no_route(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(CONFIG.replace('image = "app"\n', 'image = "app"\nstrategy = "scalable"\n'))
+    config = load_config(path)
+    assert [s.name for s in config.sites] == ["blog", "app", "app.2"]
+    routes = render(config)["apps"]["http"]["servers"]["dialup"]["routes"]
+    ids = [r.get("@id") for r in routes]
+    assert "dialup-site-app" in ids and "dialup-site-app.2" not in ids
+    app = _proxy(next(r for r in routes if r.get("@id") == "dialup-site-app"))
+    routes_dir = config.server.routes_dir
+    # No activator upstream: least_conn would give it a share; a file says the activator when need be.
+    assert app["upstreams"] == [{"dial": f"{{file.{routes_dir}/app}}"}, {"dial": f"{{file.{routes_dir}/app.2}}"}]
+    assert app["load_balancing"]["selection_policy"] == {"policy": "least_conn"}
+    blog = _proxy(next(r for r in routes if r.get("@id") == "dialup-site-blog"))
+    assert blog["load_balancing"]["selection_policy"] == {"policy": "first"}
+    assert blog["upstreams"][-1] == {"dial": "127.0.0.1:9000"}

@@ -8,6 +8,7 @@ import pytest
 
 from activator.config import ConfigError, load_config
 from activator.config_values import parse_duration, parse_size
+from activator.core.ratelimit import RateLimit
 from activator.model import Kind, MiB, Network, Strategy
 
 SITE = '[[sites]]\nname = "blog"\nhosts = ["Blog.Example.com"]\nimage = "blog:latest"\nport = 8080\n'
@@ -181,3 +182,44 @@ def test_a_backups_repository_is_a_local_folder(tmp_path: Path) -> None:
     assert config.backups.repository == tmp_path / "backups"
     assert (config.backups.database.every, config.backups.database.keep) == (3600.0, 2 * 86400.0)
     assert config.backups.sites.every == 86400.0  # the class's default
+
+
+def test_a_scalable_site_gets_its_second_instance_and_its_settings(tmp_path: Path) -> None:
+    text = SITE + (
+        'strategy = "scalable"\nscale_threshold = 20\nscale_down_delay = "2m"\nscale_window = "30s"\n'
+        'rate_limit = { rate = "600/m", burst = 20 }\n'
+    )
+    site, second = load_config(write(tmp_path, text)).sites
+    assert (site.strategy, site.scale_threshold, site.scale_down_delay, site.scale_window) == (
+        Strategy.SCALABLE, 20.0, 120.0, 30.0
+    )  # fmt: skip
+    assert site.rate_limit == RateLimit(10.0, 20)
+    assert second.name == "blog.2" and second.replica_of == "blog" and second.hosts == site.hosts
+    assert second.strategy is Strategy.LAZY and second.rate_limit is None and second.image == site.image
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "problem"),
+    [
+        ("scale_threshold = 20\n", "sites[0].scale_threshold", 'only for a site with strategy = "scalable"'),
+        ('strategy = "scalable"\nscale_window = "2s"\n', "sites[0].scale_window", "between 6s and 300s"),
+        ('strategy = "scalable"\nscale_threshold = 0\n', "sites[0].scale_threshold", "greater than zero"),
+        ('rate_limit = "ten a second"\n', "sites[0].rate_limit", "expected a rate like '10/s'"),
+        ('rate_limit = { rate = "5/s", burst = 0 }\n', "sites[0].rate_limit", "burst"),
+    ],
+)
+def test_bad_scaling_and_rate_limit_settings_are_named(tmp_path: Path, extra: str, key: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, SITE + extra))
+    assert key in str(err.value) and problem in str(err.value)
+
+
+def test_a_static_site_caddy_serves_from_its_files_cannot_be_limited_or_scaled(tmp_path: Path) -> None:
+    (tmp_path / "www").mkdir()
+    text = (
+        f'[builds]\nsource_roots = ["{tmp_path}"]\n[[sites]]\nname = "docs"\nhosts = ["docs.test"]\n'
+        'source = "www"\nrate_limit = "5/s"\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert "sites[0].rate_limit" in str(err.value) and "Caddy serves this static site's files" in str(err.value)

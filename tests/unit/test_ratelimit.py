@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from activator.core.ratelimit import Bucket, RateLimit
+from activator.core.ratelimit import Bucket, RateLimit, congestion_limit, detour
 
 
 @pytest.mark.parametrize(
@@ -43,3 +43,24 @@ def test_below_the_rate_nothing_is_refused() -> None:
 
 def test_tightened_by_a_factor() -> None:
     assert RateLimit(10.0, 20).scaled(0.5) == RateLimit(5.0, 10)
+
+
+@pytest.mark.parametrize(
+    ("held", "recent", "settled", "wanted"),
+    [
+        (False, 4.9, 4.9, False),  # under the limit: Caddy serves it
+        (False, 5.1, 2.0, True),  # above it over the last 2 s: through the activator
+        (True, 9.0, 4.6, True),  # held: stays while the settled rate is above the limit less its margin (4.5)
+        (True, 0.0, 4.4, False),  # ... and goes back below it
+    ],
+)
+def test_the_route_moves_to_the_limiter_above_the_limit_and_back_below_it_less_its_margin(
+    held: bool, recent: float, settled: float, wanted: bool
+) -> None:
+    assert detour(held, recent, settled, RateLimit(5.0, 5)) is wanted
+
+
+def test_congestion_halves_a_limit_and_gives_the_plans_zones_to_sites_without_one() -> None:
+    assert congestion_limit(RateLimit(10.0, 20), static=False) == RateLimit(5.0, 10)
+    assert congestion_limit(None, static=True) == RateLimit(10.0, 10)
+    assert congestion_limit(None, static=False) == RateLimit(50.0, 50)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import struct
+import time
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 released = asyncio.Event()
@@ -108,6 +109,12 @@ async def handle(reader, writer):
             elif path == "/alloc":  # grows its memory by ?mb=N, then answers (or is OOM-killed)
                 hog.append(b"\x01" * (int(target.partition("?mb=")[2] or "1") * 1024 * 1024))  # touched pages
                 writer.write(response("200 OK", f"holding {sum(map(len, hog)) >> 20} MiB\n".encode()))
+            elif path == "/work":  # a CPU-bound request: burns ?ms=N of CPU time, then says which instance did
+                ms = float(target.partition("?ms=")[2] or "10")
+                end = time.process_time() + ms / 1000
+                while time.process_time() < end:
+                    pass
+                writer.write(response("200 OK", f"{INSTANCE} worked {ms:g} ms\n".encode()))
             elif path == "/instance":
                 writer.write(response("200 OK", f"{INSTANCE}\n".encode()))
             elif path == "/release":

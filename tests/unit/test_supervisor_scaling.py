@@ -1,0 +1,201 @@
+"""Scalable sites and rate limits through the real Supervisor on the fakes and virtual time: the second instance
+started by the rate, in the site's route, refused by the budget, drained before it stops, renewed after a deploy,
+never stopped for idleness; a site over its rate limit held on the activator and answered 429 there."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from activator.config import replica_site
+from activator.core.ratelimit import RateLimit
+from activator.errors import RateLimited
+from activator.model import Kind, SiteState, Strategy
+from activator.reaper import Reaper
+from activator.testing.rig import MiB, Rig, site_config
+from tests.unit.conftest import MakeRig
+from tests.unit.supervisor_kit import running
+
+API = site_config("api", strategy=Strategy.SCALABLE, scale_threshold=30.0, scale_window=10.0, scale_down_delay=2.0)
+SITES = (API, replica_site(API))
+
+
+async def ticks(r: Rig, seconds: float, per_second: int = 0) -> None:
+    """`seconds` reaper ticks (the limiter's, the scaler's), with `per_second` requests for api in each."""
+    for _ in range(int(seconds)):
+        if per_second:
+            r.sup.activity.on_requests("api", per_second)
+        r.sup.limiter.tick()
+        r.sup.scaler.tick()
+        await r.clock.advance(1.0)
+
+
+def kinds(r: Rig, site: str = "api") -> list[str]:
+    return [row.kind for row in r.events.rows if row.site == site]
+
+
+async def test_a_scalable_site_starts_with_dialup_and_its_second_instance_with_its_rate(rig: MakeRig) -> None:
+    r = await rig(*SITES)
+    await r.until("api", SiteState.RUNNING)
+    assert r["api.2"].state is SiteState.STOPPED
+    port = r["api"].host_port
+    assert r.routed_to("api.2") == port  # the second upstream is the first instance while it is alone
+
+    await ticks(r, 1, per_second=10)  # 100 a minute in the 6 s panic window: twice 30, at once
+    await r.until("api.2", SiteState.RUNNING)
+    await r.clock.run_until(lambda: r.routed_to("api.2") == r["api.2"].host_port)
+    assert r["api.2"].host_port != port and r.routed_to("api") == port
+    await r.clock.run_until(lambda: "scaled_up" in kinds(r))
+    assert r.sup.scaler.instances(r["api"]) == 2
+
+    await ticks(r, 30)  # no requests: a stable window, and the delay, later
+    await r.until("api.2", SiteState.STOPPED)
+    assert r.routed_to("api.2") == port and r["api"].state is SiteState.RUNNING
+    assert kinds(r).count("scaled_up") == 1 and kinds(r).count("scaled_down") == 1
+    assert "evicted" not in kinds(r, "api.2")
+
+
+async def test_a_rate_that_wavers_around_the_threshold_does_not_waver_the_instances(rig: MakeRig) -> None:
+    slow = replace(API, scale_down_delay=60.0)
+    r = await rig(slow, replica_site(slow))
+    await r.until("api", SiteState.RUNNING)
+    for block in range(60):  # bursts of 60 a minute and pauses, 5 s each: 40 a minute on average, 5 minutes
+        await ticks(r, 5, per_second=1 if block % 3 else 0)
+    assert kinds(r).count("scaled_up") == 1 and kinds(r).count("scaled_down") == 0
+    for second in range(120):  # 15 a minute, 2 minutes: below what one instance carries, less its margin
+        await ticks(r, 1, per_second=1 if second % 4 == 0 else 0)
+    assert kinds(r).count("scaled_up") == 1 and kinds(r).count("scaled_down") == 1
+
+
+async def test_a_scale_up_that_does_not_fit_is_refused_and_tried_again_later(rig: MakeRig) -> None:
+    r = await rig(*SITES, budget=64 * MiB + 2 * MiB)  # the site and two holders: no room for a second instance
+    await r.until("api", SiteState.RUNNING)
+    await ticks(r, 3, per_second=3)
+    await r.clock.run_until(lambda: "scale_refused" in kinds(r))
+    assert r["api"].state is SiteState.RUNNING and r["api.2"].state is SiteState.STOPPED
+    assert isinstance(await r.answer("api"), int)  # it serves on one
+    await ticks(r, 20, per_second=3)
+    assert kinds(r).count("scale_refused") == 1  # not tried again before RETRY_AFTER_REFUSAL
+    await ticks(r, 15, per_second=3)
+    assert kinds(r).count("scale_refused") == 2
+
+
+async def test_a_request_goes_to_the_instance_with_fewer_open(rig: MakeRig) -> None:
+    r = await rig(*SITES)
+    await r.until("api", SiteState.RUNNING)
+    await ticks(r, 1, per_second=10)
+    await r.until("api.2", SiteState.RUNNING)
+    hold = asyncio.Event()
+    first = r.request("api", hold)
+    await r.clock.advance(0.01)
+    second = r.request("api", hold)
+    await r.clock.advance(0.01)
+    hold.set()
+    await r.clock.run_until(lambda: first.done() and second.done())
+    assert {first.result(), second.result()} == {r["api"].host_port, r["api.2"].host_port}
+
+
+async def test_the_second_instance_is_drained_before_it_stops(rig: MakeRig) -> None:
+    r = await rig(*SITES)
+    await r.until("api", SiteState.RUNNING)
+    await ticks(r, 1, per_second=10)
+    await r.until("api.2", SiteState.RUNNING)
+    replica_port = r["api.2"].host_port
+    assert replica_port is not None
+    r.router.open[replica_port] = 1  # a request open through Caddy to the second instance
+    for _ in range(30):
+        if r["api.2"].state is SiteState.DRAINING:
+            break
+        await ticks(r, 1)
+    assert r["api.2"].state is SiteState.DRAINING
+    await r.clock.advance(API.drain_timeout / 2)
+    assert r.routed_to("api.2") == r["api"].host_port  # no new request reaches it meanwhile
+    assert ("stop", "api.2") not in r.runtime.calls
+    r.router.open[replica_port] = 0
+    await r.until("api.2", SiteState.STOPPED)
+
+
+async def test_a_deploy_renews_the_second_instance_with_the_new_release(rig: MakeRig) -> None:
+    r = await rig(*SITES)
+    await r.until("api", SiteState.RUNNING)
+    await ticks(r, 1, per_second=10)
+    await r.until("api.2", SiteState.RUNNING)
+    await r.sup.swapper.swap(r["api"], lambda c: replace(c, image="api:2"), "deploy")
+    assert r["api"].config.run_image == "api:2"
+    for _ in range(10):
+        await ticks(r, 1, per_second=10)
+    await r.clock.run_until(lambda: r["api.2"].state is SiteState.RUNNING and r["api.2"].config.image == "api:2")
+    assert r.runtime.of("api.2") is not None and r.runtime.of("api.2").image == "api:2"  # type: ignore[union-attr]
+
+
+async def test_the_reaper_never_stops_a_second_instance_for_idleness(rig: MakeRig) -> None:
+    r = await rig(*SITES)
+    await r.until("api", SiteState.RUNNING)
+    await ticks(r, 1, per_second=10)
+    await r.until("api.2", SiteState.RUNNING)
+    reaper = Reaper(r.sup, 1.0)
+    lazy = replace(r["api.2"].config, idle_timeout=1.0)
+    r.sup.lifecycle.configured(r["api.2"], lazy, "test")
+    for _ in range(5):
+        await reaper.tick()
+        await r.clock.advance(1.0)
+        r.sup.activity.on_requests("api", 3)  # busy enough to keep two
+    assert r["api.2"].state is SiteState.RUNNING
+
+
+# -- rate limits -----------------------------------------------------------------------------------
+
+
+LIMITED = site_config("lim", rate_limit=RateLimit(5.0, 5))
+
+
+async def test_over_its_limit_a_site_is_held_on_the_activator_and_back_under_it(rig: MakeRig) -> None:
+    r = await rig(LIMITED)
+    port = await running(r, "lim")
+    for _ in range(3):
+        r.sup.activity.on_requests("lim", 3)  # 3 a second: under 5
+        r.sup.limiter.tick()
+        await r.clock.advance(1.0)
+    assert r.routed_to("lim") == port and not r.sup.routes.held("lim")
+    for _ in range(2):
+        r.sup.activity.on_requests("lim", 20)
+        r.sup.limiter.tick()
+        await r.clock.advance(1.0)
+    await r.clock.run_until(lambda: r.routed_to("lim") is None)
+    assert r["lim"].state is SiteState.RUNNING  # the activator forwards what the bucket lets through
+    assert isinstance(await r.answer("lim"), int)
+    for _ in range(12):
+        r.sup.activity.on_requests("lim", 4)  # 4 a second: under 5 less its margin (4.5)
+        r.sup.limiter.tick()
+        await r.clock.advance(1.0)
+    await r.clock.run_until(lambda: r.routed_to("lim") == port)
+    assert [k for k in kinds(r, "lim") if k.startswith("rate")] == ["rate_limited", "rate_limit_lifted"]
+
+
+async def test_the_bucket_lets_its_burst_through_then_says_when_to_come_back(rig: MakeRig) -> None:
+    r = await rig(LIMITED)
+    for _ in range(5):
+        r.sup.admit(r["lim"])
+    with pytest.raises(RateLimited) as refused:
+        r.sup.admit(r["lim"])
+    assert refused.value.retry_after == pytest.approx(0.2)
+    assert r.sup.limiter.refused["lim"] == 1
+    await r.clock.advance(0.2)
+    r.sup.admit(r["lim"])
+
+
+async def test_congestion_tightens_the_limits_of_sites_that_are_not_persistent(rig: MakeRig) -> None:
+    kept = site_config("kept", strategy=Strategy.PERSISTENT, rate_limit=RateLimit(5.0, 5))
+    free = site_config("free", kind=Kind.NODE)
+    r = await rig(LIMITED, kept, free)
+    limiter = r.sup.limiter
+    assert limiter.congestion(True, "cpu 95%") == ["lim", "free"]
+    assert limiter.limit(r["lim"]) == RateLimit(2.5, 2)
+    assert limiter.limit(r["kept"]) == RateLimit(5.0, 5)
+    assert limiter.limit(r["free"]) == RateLimit(50.0, 50)  # the plan's zone for what is not static
+    limiter.congestion(False, "cpu 60%")
+    assert limiter.limit(r["lim"]) == RateLimit(5.0, 5) and limiter.limit(r["free"]) is None
+    await r.clock.run_until(lambda: "limits_restored" in kinds(r, "(host)"))
+    assert kinds(r, "(host)") == ["limits_tightened", "limits_restored"]
