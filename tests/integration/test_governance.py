@@ -265,9 +265,7 @@ def _image(client: Any, context: Any, labels: dict[str, str], tag: str) -> str:
     return str(image.id)
 
 
-async def test_sustained_cpu_warning_lowers_the_weight_and_tightens_the_limits_of_non_persistent_sites(
-    deploy, images
-):
+async def test_sustained_cpu_warning_lowers_the_weight_and_tightens_the_limits_of_non_persistent_sites(deploy, images):
     sites = [site("lazy", images["static"], idle_timeout="off"), site("home", images["static"], strategy="persistent")]
     d = await deploy(sites, monitor_interval="200ms", thresholds={"cpu_warning": 0.01, "sustained": 2})
     async with aiohttp.ClientSession() as s:
