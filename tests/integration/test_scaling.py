@@ -185,6 +185,7 @@ async def test_a_rate_limited_site_gets_429s_above_its_rate_and_none_below(deplo
         # rate was seen (at most the engage window's worth, plus a reaper tick).
         assert above.statuses()[200] <= 5 * seconds + 5 + 40 * 3.5, (above.statuses(), seconds)
         assert (await row(d, "lim"))["refused"] == above.statuses()[429]
+        assert await d.metric("dialup_rate_limited_requests_total", site="lim") == above.statuses()[429]
 
         async def lifted() -> bool:
             return "rate_limit_lifted" in kinds(await d.events("lim"))

@@ -53,6 +53,12 @@ def test_a_rate_oscillating_around_the_threshold_does_not_oscillate_the_instance
     assert changes == 1
 
 
+def test_down_only_below_what_fewer_carry_less_the_margin() -> None:
+    # 47 a minute: below the 50 one instance carries, not below 45 (50 less 10 %): two stay, however long.
+    assert set(run([(47, 47)] * 100, ScaleState(2))) == {2}
+    assert run([(44, 44)] * 40, ScaleState(2))[-1] == 1
+
+
 def test_never_down_while_panicking() -> None:
     state = decide(POLICY, ScaleState(1), 10, 150, 0.0).state  # a burst: up
     assert state.instances == 2

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from activator.config import replica_site
+from activator.config import Config, Thresholds, replica_site
 from activator.core.ratelimit import RateLimit
 from activator.errors import RateLimited
 from activator.model import Kind, SiteState, Strategy
+from activator.monitor import HostReading, Monitor
 from activator.reaper import Reaper
 from activator.testing.rig import MiB, Rig, site_config
 from tests.unit.conftest import MakeRig
@@ -55,6 +57,15 @@ async def test_a_scalable_site_starts_with_dialup_and_its_second_instance_with_i
     assert r.routed_to("api.2") == port and r["api"].state is SiteState.RUNNING
     assert kinds(r).count("scaled_up") == 1 and kinds(r).count("scaled_down") == 1
     assert "evicted" not in kinds(r, "api.2")
+
+
+async def test_a_scalable_site_is_started_again_after_a_crash(rig: MakeRig) -> None:
+    r = await rig(*SITES)
+    await r.until("api", SiteState.RUNNING)
+    r.runtime.crash("api")
+    await r.clock.advance(0.1)
+    assert r["api"].state is SiteState.STOPPED
+    await r.until("api", SiteState.RUNNING)  # by the keeper, after its backoff: no request needed
 
 
 async def test_a_rate_that_wavers_around_the_threshold_does_not_waver_the_instances(rig: MakeRig) -> None:
@@ -199,3 +210,35 @@ async def test_congestion_tightens_the_limits_of_sites_that_are_not_persistent(r
     assert limiter.limit(r["lim"]) == RateLimit(5.0, 5) and limiter.limit(r["free"]) is None
     await r.clock.run_until(lambda: "limits_restored" in kinds(r, "(host)"))
     assert kinds(r, "(host)") == ["limits_tightened", "limits_restored"]
+
+
+class _Cgroups:
+    def usage(self, container_id: str) -> int:
+        return 10 * MiB
+
+
+async def test_the_monitor_tightens_limits_on_sustained_congestion_and_restores_them_once_both_are_ok(
+    rig: MakeRig,
+) -> None:
+    r = await rig(LIMITED)
+    readings = iter(
+        [(95, 0.5)] * 3  # CPU above 80 for `sustained` (3) ticks: congested
+        + [(75, 0.5)] * 2  # under 80 but not under 72 (80 less its margin): still congested
+        + [(70, 2.0)] * 3  # CPU ok, but the load above 1.5 ...
+        + [(70, 1.2)]  # ... and back under it less its margin (1.35): both ok
+    )
+
+    def read(_: Path) -> HostReading:
+        cpu, load = next(readings)
+        return HostReading(memory=10, cpu=cpu, load=load, storage=10, memory_total=1000 * MiB)
+
+    config = Config(path=Path("t.toml"), sites=r.config.sites, thresholds=Thresholds(sustained=3))
+    monitor = Monitor(config, r.sup, r.runtime, _Cgroups(), read=read)  # type: ignore[arg-type]
+    seen = []
+    for _ in range(9):
+        await monitor.tick()
+        seen.append(r.sup.limiter.congested)
+    assert seen == [False, False, True, True, True, True, True, True, False]
+    assert r.sup.limiter.limit(r["lim"]) == RateLimit(5.0, 5)
+    await r.clock.run_until(lambda: "limits_restored" in kinds(r, "(host)"))
+    assert kinds(r, "(host)").count("limits_tightened") == 1
