@@ -197,3 +197,25 @@ async def test_a_rate_limited_site_gets_429s_above_its_rate_and_none_below(deplo
         await until(lambda: len(again.answers) >= 4, 30, "requests below the limit again")
         await again.stop()
     assert again.statuses() == Counter({200: len(again.answers)})
+
+
+async def test_a_reload_makes_a_site_scalable_and_lazy_again(deploy, images):
+    lazy = site("api", images["pyapp"], kind="static")
+    d = await deploy([lazy])
+    d.config_path.write_text(d.render([{**lazy, **SCALABLE}], **d.server))
+    done = await asyncio.to_thread(d.command, "reload")
+    assert done.returncode == 0, done.stderr
+    await until(lambda: docker_status(d.container("api")) == "running", 20, "started as the reload made it scalable")
+    async with aiohttp.ClientSession() as s:
+        load = Load(d, "api.test")
+        load.start(s, rate=20)
+        await until(lambda: len(load.instances()) == 2, 30, "answers from two instances")
+        d.config_path.write_text(d.render([lazy], **d.server))
+        done = await asyncio.to_thread(d.command, "reload")
+        assert done.returncode == 0, done.stderr
+        await until(lambda: "dialup-" + d.name + "-api.2" not in d.container_names(), 30, "the second one removed")
+        mark = len(load.answers)
+        await until(lambda: len(load.answers) > mark + 20, 20, "answers after it")
+        await load.stop()
+    assert load.statuses() == Counter({200: len(load.answers)}), load.statuses()
+    assert (await row(d, "api"))["instances"] is None
