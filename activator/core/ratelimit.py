@@ -66,14 +66,15 @@ class Bucket:
         return (1.0 - self.tokens) / self.limit.rate
 
 
-def detour(held: bool, recent: float, settled: float, limit: RateLimit) -> bool:
+def detour(held: float | None, recent: float, settled: float, limit: RateLimit) -> bool:
     """Whether a site's requests should go through the activator's bucket, from its requests per second over the
-    last ENGAGE_WINDOW (`recent`) and RELEASE_WINDOW (`settled`) seconds, refused ones included. On above the
-    limit, off only below it less CLEAR_MARGIN (hysteresis: a rate that wavers at the limit does not switch the
-    route with each wave)."""
-    if not held:
+    last ENGAGE_WINDOW (`recent`) and RELEASE_WINDOW (`settled`) seconds, refused ones included, and how long
+    they have gone through it (`held`, None: they do not). On above the limit; off only once the release window
+    has passed since (it still held the quiet seconds before a flood) and the rate there is below the limit less
+    CLEAR_MARGIN (hysteresis: a rate that wavers at the limit does not switch the route with each wave)."""
+    if held is None:
         return recent > limit.rate
-    return settled > limit.rate * (1 - CLEAR_MARGIN)
+    return held < RELEASE_WINDOW or settled > limit.rate * (1 - CLEAR_MARGIN)
 
 
 def congestion_limit(limit: RateLimit | None, static: bool) -> RateLimit:

@@ -48,6 +48,13 @@ class Rates:
         oldest = int((now - window) // BUCKET)
         return sum(n for index, n in series.buckets if index > oldest)
 
+    def per_second(self, site: str, now: float, window: float) -> float:
+        """Requests per second over the last `window` seconds, divided by the time the counted buckets really
+        cover (the current one only up to now): a short window read early in a second is not under-counted."""
+        oldest = int((now - window) // BUCKET)
+        covered = now - (oldest + 1) * BUCKET
+        return self.count(site, now, window) / covered if covered > 0 else 0.0
+
     def per_minute(self, site: str, now: float, window: float = 60.0) -> float:
         """Requests per minute, averaged over the last `window` seconds."""
         return self.count(site, now, window) * 60.0 / window

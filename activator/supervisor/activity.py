@@ -32,7 +32,9 @@ class Activity:
         return self._rates.per_minute(site, self._clock.monotonic(), window)
 
     def per_second(self, site: str, window: float) -> float:
-        return self.per_minute(site, window) / 60.0
+        """Requests per second over the last `window` seconds (the time they cover: core/rates.py): what the
+        scaling and the rate limits decide on."""
+        return self._rates.per_second(site, self._clock.monotonic(), window)
 
     def last_activity(self, site: Site) -> float:
         """What idleness counts from: the last request (a replica's: its site's), or the start or wake if later."""

@@ -42,6 +42,7 @@ class RateLimiter:
         self._sites, self._activity, self._routes = sites, activity, routes
         self._lifecycle, self._clock = lifecycle, clock
         self._buckets: dict[str, Bucket] = {}
+        self._held_since: dict[str, float] = {}
         self.refused: dict[str, int] = {}
         self.congested = False
 
@@ -69,6 +70,7 @@ class RateLimiter:
 
     def tick(self) -> None:
         """Move each limited site's route to the activator or back, by its rate (refused requests included)."""
+        now = self._clock.monotonic()
         for site in list(self._sites.values()):
             limit = self.limit(site)
             held = self._routes.held(site.name)
@@ -78,13 +80,18 @@ class RateLimiter:
                 continue
             recent = self._activity.per_second(site.name, ENGAGE_WINDOW)
             settled = self._activity.per_second(site.name, RELEASE_WINDOW)
-            wanted = detour(held, recent, settled, limit)
+            since = self._held_since.get(site.name, now)
+            wanted = detour(now - since if held else None, recent, settled, limit)
             if wanted != held:
                 rate = recent if wanted else settled
                 self._hold(site, wanted, f"{rate:.1f} requests/s against a limit of {shown(limit)}")
 
     def _hold(self, site: Site, held: bool, detail: str) -> None:
         self._routes.hold(site.name, held)
+        if held:
+            self._held_since[site.name] = self._clock.monotonic()
+        else:
+            self._held_since.pop(site.name, None)
         kind = EventKind.RATE_LIMITED if held else EventKind.RATE_LIMIT_LIFTED
         log.info("site %s: %s: %s", site.name, kind, detail)
         self._lifecycle.record(site, kind, "rate", detail=detail)
@@ -104,3 +111,11 @@ class RateLimiter:
     def forget(self, site: str) -> None:
         self._buckets.pop(site, None)
         self.refused.pop(site, None)
+        self._held_since.pop(site, None)
+
+    def release_all(self) -> None:
+        """At shutdown: every site back on its container, so that Caddy serves them while the activator is gone
+        (a site left on the activator would get 502s after Caddy's retries)."""
+        for name in list(self._held_since):
+            self._routes.hold(name, False)
+        self._held_since.clear()

@@ -33,7 +33,8 @@ class Routes:
     Two things bend a wish. A site held on the activator (`hold`: over its rate limit) is routed there whatever
     its record says. A scalable site's second instance (a replica) is the second upstream of the site's route: its
     own port while both it and the site run, else whatever the site's route is (so no request reaches a replica
-    that is not serving, and draining it is moving that upstream onto the site's container)."""
+    that is not serving, and draining it is moving that upstream onto the site's container); and while only the
+    replica serves (the site's first container crashed), the site's route is the replica's port."""
 
     def __init__(self, router: Router, clock: Clock, sites: Iterable[str], primaries: Mapping[str, str]) -> None:
         """`primaries`: each replica's site."""
@@ -86,7 +87,12 @@ class Routes:
         """Where Caddy should send what this route gets (see the class): a port, or None for the activator."""
         primary = self._primary.get(site)
         if primary is None or primary not in self._wanted:
-            return None if site in self._held else self._wanted[site]
+            if site in self._held:
+                return None
+            own = self._wanted[site]
+            if own is None:  # its first instance is down: its second one, if that serves, takes every request
+                return next((self._wanted[r] for r in self._replicas(site) if self._wanted[r] is not None), None)
+            return own
         shared = self.wanted(primary)
         own = self._wanted[site]
         return shared if own is None or shared is None else own
@@ -101,7 +107,11 @@ class Routes:
         return want is not None and self._applied.get(site) == want
 
     def settled(self, site: str) -> bool:
-        return self._applied.get(site) == self.wanted(site)
+        """Caddy has the site's wanted route, and its second instance's (which may send requests its way)."""
+        return all(self._applied.get(name) == self.wanted(name) for name in (site, *self._replicas(site)))
+
+    def _replicas(self, site: str) -> list[str]:
+        return [replica for replica, primary in self._primary.items() if primary == site]
 
     def _all_wanted(self) -> dict[str, int | None]:
         return {site: self.wanted(site) for site in self._wanted}

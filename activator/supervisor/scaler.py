@@ -51,13 +51,14 @@ class Scaler:
         self._reasons: dict[str, str] = {}
         self._retry_at: dict[str, float] = {}
         self._pending: set[str] = set()  # scale-ups under way
+        self._serving: set[str] = set()  # sites whose second instance ran at the last tick (and was not drained)
 
     def replica(self, site: Site) -> Site | None:
         return self._sites.get(site.name + REPLICA_SUFFIX) if site.config.strategy is Strategy.SCALABLE else None
 
     def rate(self, site: Site) -> float:
         """The requests per minute that drive its scaling: over its stable window."""
-        return self._activity.per_minute(site.name, site.config.scale_window)
+        return self._activity.per_second(site.name, site.config.scale_window) * 60.0
 
     def instances(self, site: Site) -> int:
         """Instances serving now."""
@@ -78,8 +79,8 @@ class Scaler:
         state = self._states.get(site.name)
         if state is None:  # first look (at startup, after adoption): what runs is what it has
             state = ScaleState(instances=2 if replica.state is SiteState.RUNNING else 1)
-        stable = self._activity.per_minute(site.name, policy.window)
-        panic = self._activity.per_minute(site.name, policy.panic_window)
+        stable = self._activity.per_second(site.name, policy.window) * 60.0
+        panic = self._activity.per_second(site.name, policy.panic_window) * 60.0
         decision = decide(policy, state, stable, panic, now)
         self._states[site.name] = decision.state
         if decision.reason:
@@ -88,17 +89,26 @@ class Scaler:
         if self._work.busy(replica) or self._work.busy(site) or site.name in self._pending:
             return  # a start, drain or swap under way: look again next tick
         up = replica.state is SiteState.RUNNING
+        if not up and site.name in self._serving:
+            # Stopped by someone else (evicted for another site's start, or crashed): not at once again, or
+            # the two would take each other's room in turns.
+            self._retry_at[site.name] = now + RETRY_AFTER_REFUSAL
+        self._serving.discard(site.name)
+        if up:
+            self._serving.add(site.name)
         stale = up and replica.config.run_image != cfg.run_image  # the site was deployed: the replica runs the old
         if up and (decision.state.instances < 2 or stale):
             why = "a new release: started again with it" if stale else self._reasons.get(site.name, "")
             drain = self._drainer.begin(replica, Action.STOP, "scale", why)
             if drain is not None:
+                self._serving.discard(site.name)
                 self._work.spawn(self._scaled_down(site, drain, why))
         elif (
             decision.state.instances == 2
             and replica.state is SiteState.STOPPED
             and site.state is SiteState.RUNNING
             and now >= self._retry_at.get(site.name, 0.0)
+            and self._lifecycle.retry_in(replica) <= 0  # one that crashed waits out its backoff, as any site
         ):
             self._pending.add(site.name)
             self._work.spawn(self._scale_up(site, replica))
@@ -107,8 +117,10 @@ class Scaler:
         why = self._reasons.get(site.name, "")
         try:
             settings = replica_site(site.config)  # what the site runs now (its live release)
-            if replica.config != settings:
+            if replica.config != settings and self._known(replica):
                 await self._swapper.swap(replica, lambda _: settings, "scale")
+            if not self._known(replica):
+                return  # removed by a reload meanwhile
             start = self._starter.begin(replica, "scale")
             if start is None:
                 return
@@ -122,6 +134,7 @@ class Scaler:
         finally:
             self._pending.discard(site.name)
         if replica.state is SiteState.RUNNING:
+            self._serving.add(site.name)
             await self._lifecycle.record(site, EventKind.SCALED_UP, "scale", detail=why)
 
     async def _scaled_down(self, site: Site, drain: asyncio.Task[bool], why: str) -> None:
@@ -129,7 +142,11 @@ class Scaler:
             if await asyncio.shield(drain):
                 await self._lifecycle.record(site, EventKind.SCALED_DOWN, "scale", detail=why)
 
+    def _known(self, replica: Site) -> bool:
+        return self._sites.get(replica.name) is replica
+
     def forget(self, site: str) -> None:
         """A site the config lost (a reload)."""
         for table in (self._states, self._reasons, self._retry_at):
             table.pop(site, None)
+        self._serving.discard(site)

@@ -7,9 +7,9 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from activator.config import SiteConfig
+from activator.config import REPLICA_SUFFIX, SiteConfig
 from activator.core.policy import Backoff, CrashRecord
-from activator.model import ContainerEvent, SiteState
+from activator.model import ContainerEvent, SiteState, Strategy
 
 # Held requests are released into a just-started app at most this many at a time, counted until each one's
 # response headers arrive: hundreds at once overflow a small listen backlog (busybox httpd's is 9), and the
@@ -80,8 +80,12 @@ class Site:
         return self._state in (SiteState.RUNNING, SiteState.PAUSED, SiteState.STARTING, SiteState.DRAINING)
 
     def open_requests(self, in_flight: Mapping[str, int]) -> int:
-        """Requests open to the site: through Caddy's route (its in-flight counts, by site) or forwarded here."""
-        return in_flight.get(self.name, 0) + self.demand.active
+        """Requests open to the site: through Caddy's route (its in-flight counts, by site) or forwarded here.
+        A scalable site's count has its second instance's too: Caddy counts by route file, and that file sends
+        its requests to the site's container while the second instance does not serve (so a drain or a swap of
+        the site waits for them as well; while both serve it waits for more than it must, never for less)."""
+        second = in_flight.get(self.name + REPLICA_SUFFIX, 0) if self.config.strategy is Strategy.SCALABLE else 0
+        return in_flight.get(self.name, 0) + second + self.demand.active
 
 
 @dataclass

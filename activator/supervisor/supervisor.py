@@ -154,6 +154,7 @@ class Supervisor:
 
     async def close(self) -> None:
         self.keeper.close()
+        self.limiter.release_all()
         await self.work.close()  # drains cancelled give their sites back, and say so to Routes ...
         await self.routes.close()  # ... which puts Caddy right one last time
 
@@ -220,14 +221,24 @@ class Supervisor:
     async def lease(self, site: Site) -> AsyncIterator[Lease]:
         """Hold the request until the site runs (starting or waking it once, however many wait), then count
         it as open work (a drain waits for it) until the block ends. Raises SiteUnavailable with the answer."""
-        await self._acquire(site)
-        serving = self._instance(site)
+        serving = self._replica_alone(site)
+        if serving is None:
+            await self._acquire(site)
+            serving = self._instance(site)
         assert serving.host_port is not None
         serving.demand.active += 1
         try:
             yield Lease(serving.host_port, serving.demand.forwarding, serving, self.recovery)
         finally:
             serving.demand.active -= 1
+
+    def _replica_alone(self, site: Site) -> Site | None:
+        """The second instance, while it serves and the site's first does not (it crashed: the keeper starts it
+        again meanwhile)."""
+        replica = self.scaler.replica(site)
+        if site.state is not SiteState.RUNNING and replica is not None and replica.state is SiteState.RUNNING:
+            return replica if replica.host_port is not None else None
+        return None
 
     def _instance(self, site: Site) -> Site:
         """The running site, or its second instance when that serves and has fewer requests forwarded to it."""

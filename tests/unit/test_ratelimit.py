@@ -48,14 +48,15 @@ def test_tightened_by_a_factor() -> None:
 @pytest.mark.parametrize(
     ("held", "recent", "settled", "wanted"),
     [
-        (False, 4.9, 4.9, False),  # under the limit: Caddy serves it
-        (False, 5.1, 2.0, True),  # above it over the last 2 s: through the activator
-        (True, 9.0, 4.6, True),  # held: stays while the settled rate is above the limit less its margin (4.5)
-        (True, 0.0, 4.4, False),  # ... and goes back below it
+        (None, 4.9, 4.9, False),  # under the limit: Caddy serves it
+        (None, 5.1, 2.0, True),  # above it over the last 2 s: through the activator
+        (3.0, 0.0, 0.0, True),  # held for less than the release window: stays (it held the quiet before)
+        (20.0, 9.0, 4.6, True),  # held: stays while the settled rate is above the limit less its margin (4.5)
+        (20.0, 0.0, 4.4, False),  # ... and goes back below it
     ],
 )
 def test_the_route_moves_to_the_limiter_above_the_limit_and_back_below_it_less_its_margin(
-    held: bool, recent: float, settled: float, wanted: bool
+    held: float | None, recent: float, settled: float, wanted: bool
 ) -> None:
     assert detour(held, recent, settled, RateLimit(5.0, 5)) is wanted
 

@@ -5,6 +5,7 @@ never stopped for idleness; a site over its rate limit held on the activator and
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,22 +17,25 @@ from activator.errors import RateLimited
 from activator.model import Kind, SiteState, Strategy
 from activator.monitor import HostReading, Monitor
 from activator.reaper import Reaper
+from activator.supervisor.scaler import RETRY_AFTER_REFUSAL
 from activator.testing.rig import MiB, Rig, site_config
 from tests.unit.conftest import MakeRig
-from tests.unit.supervisor_kit import running
+from tests.unit.supervisor_kit import container, running
 
 API = site_config("api", strategy=Strategy.SCALABLE, scale_threshold=30.0, scale_window=10.0, scale_down_delay=2.0)
 SITES = (API, replica_site(API))
 
 
-async def ticks(r: Rig, seconds: float, per_second: int = 0) -> None:
-    """`seconds` reaper ticks (the limiter's, the scaler's), with `per_second` requests for api in each."""
+async def ticks(r: Rig, seconds: float, per_second: int = 0, site: str = "api") -> None:
+    """`seconds` reaper ticks (the limiter's, the scaler's), each after a second with `per_second` requests for
+    the site (in its middle: the rates count the time their requests cover)."""
     for _ in range(int(seconds)):
+        await r.clock.advance(0.5)
         if per_second:
-            r.sup.activity.on_requests("api", per_second)
+            r.sup.activity.on_requests(site, per_second)
+        await r.clock.advance(0.5)
         r.sup.limiter.tick()
         r.sup.scaler.tick()
-        await r.clock.advance(1.0)
 
 
 def kinds(r: Rig, site: str = "api") -> list[str]:
@@ -156,6 +160,66 @@ async def test_the_reaper_never_stops_a_second_instance_for_idleness(rig: MakeRi
     assert r["api.2"].state is SiteState.RUNNING
 
 
+async def test_a_deploy_of_the_site_waits_for_what_its_second_route_file_sent_the_old_container(
+    rig: MakeRig,
+) -> None:
+    r = await rig(*SITES)
+    await r.until("api", SiteState.RUNNING)
+    old_port, old = r["api"].host_port, container(r, "api")
+    assert old_port is not None and r.routed_to("api.2") == old_port
+    r.router.open[old_port] = 1  # open through the second file (Caddy counts it there), on the old container
+    swap = asyncio.ensure_future(r.sup.swapper.swap(r["api"], lambda c: replace(c, image="api:2"), "deploy"))
+    await r.clock.run_until(lambda: r["api"].host_port not in (None, old_port))
+    await r.clock.advance(API.drain_timeout / 2)
+    assert old.status == "running"  # the request through the second file is still open on it
+    r.router.open[old_port] = 0
+    await r.clock.run_until(swap.done)
+    await r.clock.run_until(lambda: old.status != "running")
+
+
+async def test_while_only_the_second_instance_serves_the_site_is_routed_and_answered_there(rig: MakeRig) -> None:
+    slow = replace(API, restart_backoff=30.0)
+    r = await rig(slow, replica_site(slow))
+    await r.until("api", SiteState.RUNNING)
+    await ticks(r, 1, per_second=10)
+    await r.until("api.2", SiteState.RUNNING)
+    second = r["api.2"].host_port
+    r.runtime.crash("api")
+    await r.clock.advance(0.1)
+    assert r["api"].state is SiteState.STOPPED
+    await r.clock.run_until(lambda: r.routed_to("api") == second and r.routed_to("api.2") == second)
+    assert await r.answer("api", limit=1.0) == second  # not held for the first one's restart
+
+
+async def test_a_second_instance_that_keeps_crashing_waits_out_its_backoff(rig: MakeRig) -> None:
+    r = await rig(*SITES)
+    await r.until("api", SiteState.RUNNING)
+    starts = []
+    for _ in range(100):
+        await ticks(r, 1, per_second=10)
+        if r["api.2"].state is SiteState.RUNNING:
+            starts.append(r.clock.monotonic())
+            r.runtime.crash("api.2")
+            await r.clock.advance(0.1)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert len(starts) >= 3 and all(gap >= RETRY_AFTER_REFUSAL for gap in gaps), gaps
+
+
+async def test_a_scale_up_evicts_an_idle_site_and_once_evicted_is_not_tried_again_at_once(rig: MakeRig) -> None:
+    other = site_config("other")
+    r = await rig(*SITES, other, budget=2 * 64 * MiB + 3 * MiB)  # the site, one more, and the three holders
+    await r.until("api", SiteState.RUNNING)
+    await running(r, "other")
+    await r.clock.advance(5.0)  # other is idle now
+    await ticks(r, 1, per_second=10)
+    await r.until("api.2", SiteState.RUNNING)
+    assert r["other"].state is SiteState.STOPPED  # evicted to make room for the second instance
+    assert isinstance(await r.answer("other"), int)  # which in turn is evicted for other's start
+    assert r["api.2"].state is SiteState.STOPPED
+    await ticks(r, 10, per_second=10)
+    assert r["api.2"].state is SiteState.STOPPED and r["other"].state is SiteState.RUNNING  # no ping-pong
+
+
 # -- rate limits -----------------------------------------------------------------------------------
 
 
@@ -165,24 +229,44 @@ LIMITED = site_config("lim", rate_limit=RateLimit(5.0, 5))
 async def test_over_its_limit_a_site_is_held_on_the_activator_and_back_under_it(rig: MakeRig) -> None:
     r = await rig(LIMITED)
     port = await running(r, "lim")
-    for _ in range(3):
-        r.sup.activity.on_requests("lim", 3)  # 3 a second: under 5
-        r.sup.limiter.tick()
-        await r.clock.advance(1.0)
+    await ticks(r, 5, per_second=4, site="lim")  # under 5 a second
     assert r.routed_to("lim") == port and not r.sup.routes.held("lim")
-    for _ in range(2):
-        r.sup.activity.on_requests("lim", 20)
-        r.sup.limiter.tick()
-        await r.clock.advance(1.0)
+    await ticks(r, 2, per_second=10, site="lim")  # a flood, after a quiet start
     await r.clock.run_until(lambda: r.routed_to("lim") is None)
     assert r["lim"].state is SiteState.RUNNING  # the activator forwards what the bucket lets through
     assert isinstance(await r.answer("lim"), int)
-    for _ in range(12):
-        r.sup.activity.on_requests("lim", 4)  # 4 a second: under 5 less its margin (4.5)
-        r.sup.limiter.tick()
-        await r.clock.advance(1.0)
+    held = []
+    for _ in range(20):  # the flood goes on: the quiet seconds before it in the release window change nothing
+        await ticks(r, 1, per_second=10, site="lim")
+        held.append(r.sup.routes.held("lim"))
+    assert all(held)
+    await ticks(r, 15, per_second=4, site="lim")  # 4 a second: under 5 less its margin (4.5)
     await r.clock.run_until(lambda: r.routed_to("lim") == port)
     assert [k for k in kinds(r, "lim") if k.startswith("rate")] == ["rate_limited", "rate_limit_lifted"]
+
+
+async def test_a_rate_read_early_in_a_second_is_not_undercounted(rig: MakeRig) -> None:
+    r = await rig(LIMITED)
+    await running(r, "lim")
+    t0 = r.clock.monotonic() // 1.0 + 1.05  # the reaper's ticks come 0.05 s into each second
+    requests = [(t0 + i / 7.5, "request") for i in range(30)]  # 7.5 a second, evenly: above 5
+    moments = sorted(requests + [(t0 + j, "tick") for j in range(1, 5)])
+    for at, what in moments:
+        await r.clock.advance(at - r.clock.monotonic())
+        if what == "request":
+            r.sup.activity.on_requests("lim", 1)
+        else:
+            r.sup.limiter.tick()
+    assert r.sup.routes.held("lim")
+
+
+async def test_a_site_held_on_the_activator_is_given_back_to_its_container_at_shutdown(rig: MakeRig) -> None:
+    r = await rig(LIMITED)
+    port = await running(r, "lim")
+    await ticks(r, 2, per_second=20, site="lim")
+    await r.clock.run_until(lambda: r.routed_to("lim") is None)
+    await r.sup.close()
+    assert r.routed_to("lim") == port  # Caddy serves it while the activator is gone
 
 
 async def test_the_bucket_lets_its_burst_through_then_says_when_to_come_back(rig: MakeRig) -> None:
