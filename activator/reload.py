@@ -74,7 +74,7 @@ class Reloader:
                 self._metrics.reconfigure(running)
             # Sites removed: drained while Caddy still counts their requests (its config still names them).
             for name in changes.removed:
-                outcome[name] = await self._step(name, "removed", self._remove(name))
+                outcome[name] = await self._step(name, "removed", self._remove(name, before[name].replica_of))
             effective = {s.name: s for s in running.sites}
             await asyncio.to_thread(prepare_workspaces, running)  # sites added: their workspaces
             for site in changes.added:
@@ -83,6 +83,9 @@ class Reloader:
             # Then Caddy: the routes of the sites added, without those removed (one config load).
             self._router.reconfigure(running)
             await sup.routes.load()
+            for name in changes.removed:  # a second instance's route file, named by its site's route until now
+                if before[name].replica_of and name not in sup.sites:
+                    await self._router.forget(name)
             for site in changes.retuned:
                 if not site.serves_files:
                     outcome[site.name] = await self._step(site.name, "settings", sup.retune(site))
@@ -109,10 +112,11 @@ class Reloader:
             log.info("reloaded: %s", report)
             return report
 
-    async def _remove(self, name: str) -> None:
+    async def _remove(self, name: str, replica_of: str) -> None:
         if name in self._supervisor.sites:  # a files site has nothing running
             await self._supervisor.remove_site(name)
-            await self._router.forget(name)
+            if not replica_of:  # (a second instance's file is still read by its site's route: see reload)
+                await self._router.forget(name)
 
     @staticmethod
     async def _step(name: str, done: str, work: Awaitable[None]) -> str:

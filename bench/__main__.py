@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bench.report import RESULTS, Result, replot, table, write
-from bench.scenarios import activity, backups, density, deploys, editor, load, reloads, startup, throughput
+from bench.scenarios import activity, backups, density, deploys, editor, load, reloads, scaling, startup, throughput
 
 SCENARIOS: dict[str, Callable[[bool], Awaitable[Result]]] = {
     "cold-start": startup.cold_start,
@@ -27,6 +27,7 @@ SCENARIOS: dict[str, Callable[[bool], Awaitable[Result]]] = {
     "deploys": deploys.deploys,
     "editor": editor.editor,
     "backups": backups.backups,
+    "scaling": scaling.scaling,
 }
 
 

@@ -49,11 +49,16 @@ class Rates:
         return sum(n for index, n in series.buckets if index > oldest)
 
     def per_second(self, site: str, now: float, window: float) -> float:
-        """Requests per second over the last `window` seconds, divided by the time the counted buckets really
-        cover (the current one only up to now): a short window read early in a second is not under-counted."""
-        oldest = int((now - window) // BUCKET)
-        covered = now - (oldest + 1) * BUCKET
-        return self.count(site, now, window) / covered if covered > 0 else 0.0
+        """Requests per second over the last `window` whole seconds before the current one. The current second
+        is left out: read early in it, it holds a sliver of time (with the access log) or a whole second's count
+        read from Caddy's metrics a moment ago; either way, dividing it by a share of a second or by none would
+        bias a short window by up to a half (measured). Whole buckets are unbiased for both, a second late."""
+        series = self._series.get(site)
+        if series is None:
+            return 0.0
+        self._trim(series, now)
+        current, whole = int(now // BUCKET), max(1, round(window / BUCKET))
+        return sum(n for index, n in series.buckets if current - whole <= index < current) / (whole * BUCKET)
 
     def per_minute(self, site: str, now: float, window: float = 60.0) -> float:
         """Requests per minute, averaged over the last `window` seconds."""

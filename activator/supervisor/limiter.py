@@ -48,10 +48,13 @@ class RateLimiter:
 
     def limit(self, site: Site) -> RateLimit | None:
         """The site's limit now: its own, or, while the host is congested and the site is not persistent, a
-        tighter one (core/ratelimit.py: CONGESTION_FACTOR of its own, or the plan's zone for its kind)."""
+        tighter one (core/ratelimit.py: CONGESTION_FACTOR of its own, or the plan's zone for its kind; a scalable
+        site without a limit of its own gets none)."""
         cfg = site.config
         if cfg.replica_of or not self.congested or cfg.strategy is Strategy.PERSISTENT:
             return cfg.rate_limit
+        if cfg.strategy is Strategy.SCALABLE and cfg.rate_limit is None:
+            return None  # its answer to load is a second instance: a zone's limit would fight it (measured)
         return congestion_limit(cfg.rate_limit, cfg.kind is Kind.STATIC)
 
     def admit(self, site: Site) -> None:

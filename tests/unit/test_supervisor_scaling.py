@@ -260,6 +260,18 @@ async def test_a_rate_read_early_in_a_second_is_not_undercounted(rig: MakeRig) -
     assert r.sup.routes.held("lim")
 
 
+async def test_counts_read_from_caddys_metrics_each_tick_are_not_overcounted(rig: MakeRig) -> None:
+    limited = site_config("lim", rate_limit=RateLimit(20.0, 20))
+    r = await rig(limited)
+    await running(r, "lim")
+    await r.clock.advance(1.0 - r.clock.monotonic() % 1.0 + 0.3)  # the reaper's ticks, 0.3 s into each second
+    for _ in range(15):
+        r.sup.activity.on_requests("lim", 16)  # the reaper's read: the second before's 16 requests, made now
+        r.sup.limiter.tick()
+        assert not r.sup.routes.held("lim")  # 16 a second is under 20 however it is read
+        await r.clock.advance(1.0)
+
+
 async def test_a_site_held_on_the_activator_is_given_back_to_its_container_at_shutdown(rig: MakeRig) -> None:
     r = await rig(LIMITED)
     port = await running(r, "lim")
@@ -284,9 +296,10 @@ async def test_the_bucket_lets_its_burst_through_then_says_when_to_come_back(rig
 async def test_congestion_tightens_the_limits_of_sites_that_are_not_persistent(rig: MakeRig) -> None:
     kept = site_config("kept", strategy=Strategy.PERSISTENT, rate_limit=RateLimit(5.0, 5))
     free = site_config("free", kind=Kind.NODE)
-    r = await rig(LIMITED, kept, free)
+    r = await rig(LIMITED, kept, free, *SITES)
     limiter = r.sup.limiter
     assert limiter.congestion(True, "cpu 95%") == ["lim", "free"]
+    assert limiter.limit(r["api"]) is None  # scalable, without a limit of its own: its second instance answers
     assert limiter.limit(r["lim"]) == RateLimit(2.5, 2)
     assert limiter.limit(r["kept"]) == RateLimit(5.0, 5)
     assert limiter.limit(r["free"]) == RateLimit(50.0, 50)  # the plan's zone for what is not static
