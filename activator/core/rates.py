@@ -48,17 +48,15 @@ class Rates:
         oldest = int((now - window) // BUCKET)
         return sum(n for index, n in series.buckets if index > oldest)
 
-    def per_second(self, site: str, now: float, window: float) -> float:
-        """Requests per second over the last `window` whole seconds before the current one. The current second
-        is left out: read early in it, it holds a sliver of time (with the access log) or a whole second's count
-        read from Caddy's metrics a moment ago; either way, dividing it by a share of a second or by none would
-        bias a short window by up to a half (measured). Whole buckets are unbiased for both, a second late."""
-        series = self._series.get(site)
-        if series is None:
-            return 0.0
-        self._trim(series, now)
-        current, whole = int(now // BUCKET), max(1, round(window / BUCKET))
-        return sum(n for index, n in series.buckets if current - whole <= index < current) / (whole * BUCKET)
+    def per_second(self, site: str, now: float, window: float, *, read_counts: bool) -> float:
+        """Requests per second over the last `window` seconds, divided by the time the counted buckets cover.
+        Requests stamped when they were made (the access log) cover the buckets up to now: the current one only
+        in part. Counts stamped when they were read (Caddy's metrics, every tick: `read_counts`) each cover the
+        time since the read before, so the buckets in the window cover the whole window. Either other way, a
+        short window is biased by up to a half at some moments of a second (measured both ways)."""
+        oldest = int((now - window) // BUCKET)
+        covered = window if read_counts else now - (oldest + 1) * BUCKET
+        return self.count(site, now, window) / covered if covered > 0 else 0.0
 
     def per_minute(self, site: str, now: float, window: float = 60.0) -> float:
         """Requests per minute, averaged over the last `window` seconds."""

@@ -15,6 +15,7 @@ class Activity:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._rates = Rates()
+        self._read_counts = False  # the counts come from Caddy's metrics, read each tick (on_requests)
 
     def on_request(self, site: str, wall_ts: float) -> None:
         """One request for the site that started at wall_ts (unix seconds)."""
@@ -22,6 +23,7 @@ class Activity:
 
     def on_requests(self, site: str, count: int) -> None:
         """`count` requests for the site that ended since the previous read of Caddy's counters: made about now."""
+        self._read_counts = True
         self._rates.record(site, self._clock.monotonic(), count)
 
     def last_request(self, site: str) -> float | None:
@@ -34,7 +36,7 @@ class Activity:
     def per_second(self, site: str, window: float) -> float:
         """Requests per second over the last `window` seconds (the time they cover: core/rates.py): what the
         scaling and the rate limits decide on."""
-        return self._rates.per_second(site, self._clock.monotonic(), window)
+        return self._rates.per_second(site, self._clock.monotonic(), window, read_counts=self._read_counts)
 
     def last_activity(self, site: Site) -> float:
         """What idleness counts from: the last request (a replica's: its site's), or the start or wake if later."""
