@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 
 from activator.admin.history import History
 from activator.core.history import HOUR, Minutes
+from activator.interfaces import EventLog
+from activator.model import EventKind
 from activator.periodic import Periodic
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,10 @@ class Recorder:
         """One request that started at ts (unix seconds), answered `status` after `seconds` (Caddy's log)."""
         self._minutes.request(site, ts, status, seconds * 1000)
 
+    def counted(self, site: str, count: int) -> None:
+        """Requests read from Caddy's per-host metrics (activity = "metrics"): counted, without status or time."""
+        self._minutes.requests(site, self._wall(), count)
+
     def memory(self, used: Mapping[str, int], limits: Mapping[str, int]) -> None:
         """One monitor tick's readings: bytes in use by each site's container, against its limit."""
         now = self._wall()
@@ -43,6 +49,14 @@ class Recorder:
 
     def cold_start(self, site: str, ms: float) -> None:
         self._minutes.cold_start(site, self._wall(), ms)
+
+    def observe(
+        self, used: Mapping[str, int], limits: Mapping[str, int], states: Mapping[str, bool], seconds: float
+    ) -> None:
+        """One monitor tick: memory in use against limits, and each site's state over the tick (True: failing)."""
+        self.memory(used, limits)
+        for site, failing in states.items():
+            self.state(site, seconds, failing=failing)
 
     # -- written -------------------------------------------------------------------------------------------
 
@@ -61,3 +75,17 @@ class Recorder:
             await self._history.write(self._minutes.take(float("inf")))
         except Exception as exc:
             log.warning("history: the last minutes could not be written: %r", exc)
+
+
+class RecordingEvents:
+    """The supervisor's event log, which also tells the recorder of each start and how long it took."""
+
+    def __init__(self, events: EventLog, recorder: Recorder) -> None:
+        self._events, self._recorder = events, recorder
+
+    async def record(
+        self, site: str, kind: EventKind, cause: str, duration_ms: float | None = None, detail: str = ""
+    ) -> None:
+        if kind is EventKind.START and duration_ms is not None:
+            self._recorder.cold_start(site, duration_ms)
+        await self._events.record(site, kind, cause, duration_ms, detail)

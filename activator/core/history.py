@@ -103,6 +103,10 @@ class Minutes:
         latency = tuple(1 if i == bucket else 0 for i in range(len(LATENCY_BOUNDS_MS) + 1))
         self._add(site, ts, requests=1, errors=1 if status >= 500 else 0, latency=latency)
 
+    def requests(self, site: str, ts: float, count: int) -> None:
+        """Requests counted without their status or duration (read from Caddy's metrics)."""
+        self._add(site, ts, requests=count)
+
     def memory(self, site: str, ts: float, used: int, limit: int) -> None:
         self._add(site, ts, memory_peak=used, memory_sum=used, readings=1, memory_limit=limit)
 
