@@ -26,6 +26,7 @@ from activator.builds.deployer import Deployer, Progress
 from activator.builds.releases import Release, Releases, with_releases
 from activator.clock import SystemClock
 from activator.config import Config
+from activator.core.history import Retention
 from activator.edge import HTTP, SUPERVISOR, BadRequestsInOneLine, make_edge_app, server_limits
 from activator.editor.access import Access
 from activator.editor.development import Development
@@ -152,7 +153,8 @@ async def supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
 async def history_ctx(app: web.Application) -> AsyncIterator[None]:
     """Per-site history in the event log's database (activator/admin/): written every 10 s from go-live, the
     minute under way written at the end."""
-    history = History(app[STORE].db)
+    keep = app[CONFIG].history
+    history = History(app[STORE].db, Retention(minutes=int(keep.minutes), hours=int(keep.hours)))
     await history.open()
     recorder = app[RECORDER] = Recorder(history, time.time)
     yield

@@ -35,11 +35,12 @@ class Recorder:
         """Requests read from Caddy's per-host metrics (activity = "metrics"): counted, without status or time."""
         self._minutes.requests(site, self._wall(), count)
 
-    def memory(self, used: Mapping[str, int], limits: Mapping[str, int]) -> None:
-        """One monitor tick's readings: bytes in use by each site's container, against its limit."""
+    def memory(self, used: Mapping[str, int], limits: Mapping[str, int], seconds: float = 0.0) -> None:
+        """One monitor tick's readings: bytes in use by each site's container, against its limit, standing for
+        the tick's `seconds`."""
         now = self._wall()
         for site, n in used.items():
-            self._minutes.memory(site, now, n, limits.get(site, 0))
+            self._minutes.memory(site, now, n, limits.get(site, 0), seconds)
 
     def cpu(self, site: str, seconds: float) -> None:
         self._minutes.cpu(site, self._wall(), seconds)
@@ -54,7 +55,7 @@ class Recorder:
         self, used: Mapping[str, int], limits: Mapping[str, int], states: Mapping[str, bool], seconds: float
     ) -> None:
         """One monitor tick: memory in use against limits, and each site's state over the tick (True: failing)."""
-        self.memory(used, limits)
+        self.memory(used, limits, seconds)
         for site, failing in states.items():
             self.state(site, seconds, failing=failing)
 

@@ -10,6 +10,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from activator.core.history import Point
+
 MiB = 1 << 20
 HEADROOM = 1.25  # a recommended limit holds the peak and a quarter more
 # The limits recommended: half steps between powers of two (16, 24, 32, 48, 64, 96, 128 MiB ...).
@@ -27,6 +29,18 @@ class Usage:
     used: float  # byte-hours
     peak: int  # bytes
     limit: int  # bytes, its limit now
+
+
+def usage_of(site: str, points: Iterable[Point], limit: int) -> Usage:
+    """A site's usage over its history points (`limit`: the one it has now)."""
+    points = list(points)
+    return Usage(
+        site,
+        reserved=sum(p.reserved_byte_seconds for p in points) / 3600,
+        used=sum(p.used_byte_seconds for p in points) / 3600,
+        peak=max((p.memory_peak for p in points), default=0),
+        limit=limit,
+    )
 
 
 @dataclass(frozen=True)

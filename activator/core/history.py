@@ -28,6 +28,9 @@ class Point:
     memory_sum: int = 0  # of the readings, for the mean
     readings: int = 0
     memory_limit: int = 0  # the largest limit in force
+    held_seconds: float = 0.0  # time its container held memory (running or paused), as the monitor saw it
+    reserved_byte_seconds: float = 0.0  # its limit over that time (what it reserved: the cost's first term)
+    used_byte_seconds: float = 0.0  # what it used over that time (the second)
     cpu_seconds: float = 0.0
     up_seconds: float = 0.0  # observed serving (running, or stopped and able to start)
     down_seconds: float = 0.0  # observed failing (crashing, refused by the budget, unable to start)
@@ -67,6 +70,9 @@ def merge(a: Point, b: Point) -> Point:
         memory_sum=a.memory_sum + b.memory_sum,
         readings=a.readings + b.readings,
         memory_limit=max(a.memory_limit, b.memory_limit),
+        held_seconds=a.held_seconds + b.held_seconds,
+        reserved_byte_seconds=a.reserved_byte_seconds + b.reserved_byte_seconds,
+        used_byte_seconds=a.used_byte_seconds + b.used_byte_seconds,
         cpu_seconds=a.cpu_seconds + b.cpu_seconds,
         up_seconds=a.up_seconds + b.up_seconds,
         down_seconds=a.down_seconds + b.down_seconds,
@@ -107,8 +113,12 @@ class Minutes:
         """Requests counted without their status or duration (read from Caddy's metrics)."""
         self._add(site, ts, requests=count)
 
-    def memory(self, site: str, ts: float, used: int, limit: int) -> None:
-        self._add(site, ts, memory_peak=used, memory_sum=used, readings=1, memory_limit=limit)
+    def memory(self, site: str, ts: float, used: int, limit: int, seconds: float = 0.0) -> None:
+        """A reading of the memory its container uses, standing for the `seconds` since the reading before."""
+        self._add(
+            site, ts, memory_peak=used, memory_sum=used, readings=1, memory_limit=limit, held_seconds=seconds,
+            reserved_byte_seconds=limit * seconds, used_byte_seconds=used * seconds,
+        )  # fmt: skip
 
     def cpu(self, site: str, ts: float, seconds: float) -> None:
         self._add(site, ts, cpu_seconds=seconds)

@@ -13,7 +13,9 @@ from tests.integration.harness import site
 
 
 async def test_requests_memory_and_starts_land_in_the_history(deploy, images):
-    d = await deploy([site("blog", images["pyapp"], kind="static")], activity="log", monitor_interval="200ms")
+    d = await deploy(
+        [site("blog", images["pyapp"], kind="static")], activity="log", monitor_interval="200ms", cost={"monthly": 25}
+    )
     async with aiohttp.ClientSession() as s:
         for path in ["/"] * 9 + ["/slow?s=0.3"]:
             async with s.get(d.url + path, headers={"Host": "blog.test"}) as r:
@@ -31,3 +33,8 @@ async def test_requests_memory_and_starts_land_in_the_history(deploy, images):
     assert sum(latency[5:]) >= 1  # the slow one: 250 ms or more
     assert sum(f["cold_starts"] for f in figures) == 1
     assert max(f["memory_peak"] for f in figures) > 0 and max(f["memory_limit"] for f in figures) == 64 << 20
+    # What `dialup recommend` makes of it: blog's 64 MiB limit against its peak, and its share of $25.
+    done = await asyncio.to_thread(d.command, "recommend")
+    assert done.returncode == 0, done.stderr
+    assert "cost over the last" in done.stdout and "  blog: $" in done.stdout, done.stdout
+    assert "blog's peak in 7 days was" in done.stdout, done.stdout
