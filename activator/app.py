@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import aiohttp
 from aiohttp import web
 
 from activator import statedir, statelock
+from activator.admin.history import History
+from activator.admin.recorder import Recorder, RecordingEvents
 from activator.admin_client import editor_origin
 from activator.api import ADMIN_BACKUPS, make_admin_app
 from activator.backups.commands import live_images
@@ -23,15 +26,16 @@ from activator.builds.deployer import Deployer, Progress
 from activator.builds.releases import Release, Releases, with_releases
 from activator.clock import SystemClock
 from activator.config import Config
+from activator.core.history import Retention
 from activator.edge import HTTP, SUPERVISOR, BadRequestsInOneLine, make_edge_app, server_limits
 from activator.editor.access import Access
 from activator.editor.development import Development
 from activator.editor.folders import prepare_workspaces
 from activator.editor.service import EditorSettings, make_editor_app
 from activator.model import ActivitySource
-from activator.monitor import Monitor
+from activator.monitor import Monitor, Snapshot
 from activator.privatesocket import bind_private
-from activator.proxy.accesslog import AccessLogListener
+from activator.proxy.accesslog import AccessLogListener, Entry
 from activator.proxy.caddy import CaddyAdmin, CaddyRouter
 from activator.proxy.guard import CaddyGuard
 from activator.proxy.metrics import CaddyMetrics
@@ -55,6 +59,7 @@ RUNTIME = web.AppKey("runtime", DockerRuntime)
 CADDY = web.AppKey("caddy", CaddyAdmin)
 ROUTER = web.AppKey("router", CaddyRouter)
 REAPER = web.AppKey("reaper", Reaper)
+RECORDER = web.AppKey("recorder", Recorder)
 MONITOR = web.AppKey("monitor", Monitor)
 CGROUPS = web.AppKey("cgroups", CgroupMemory)
 GUARD = web.AppKey("guard", CaddyGuard)
@@ -130,7 +135,13 @@ async def supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
 
     running = with_releases(config, await app[RELEASES].live())  # sites built from source run their live release
     supervisor = app[SUPERVISOR] = Supervisor(
-        running, runtime, app[ROUTER], app[STORE], SystemClock(), HttpProber(app[PROBE_HTTP]), measure
+        running,
+        runtime,
+        app[ROUTER],
+        RecordingEvents(app[STORE], app[RECORDER]),
+        SystemClock(),
+        HttpProber(app[PROBE_HTTP]),
+        measure,
     )
     runtime.watch(supervisor.on_container_event)
     await asyncio.to_thread(prepare_workspaces, config)  # before development containers (binding them) are made
@@ -139,12 +150,29 @@ async def supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
     await supervisor.close()
 
 
+async def history_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Per-site history in the event log's database (activator/admin/): written every 10 s from go-live, the
+    minute under way written at the end."""
+    keep = app[CONFIG].history
+    history = History(app[STORE].db, Retention(minutes=int(keep.minutes), hours=int(keep.hours)))
+    await history.open()
+    recorder = app[RECORDER] = Recorder(history, time.time)
+    yield
+    await recorder.close()
+
+
 async def accesslog_ctx(app: web.Application) -> AsyncIterator[None]:
     if app[CONFIG].server.activity is not ActivitySource.LOG:
         yield
         return
     # Up before Caddy's config is loaded: Caddy 2.6 dials its log writer when it loads.
-    listener = AccessLogListener(app[CONFIG].server.access_log_listen, app[SUPERVISOR].on_request)
+    supervisor, recorder = app[SUPERVISOR], app[RECORDER]
+
+    def record(entry: Entry) -> None:  # the history's: requests, their status and duration
+        if (site := supervisor.site_name(entry.host)) is not None:
+            recorder.request(site, entry.ts, entry.status, entry.duration)
+
+    listener = AccessLogListener(app[CONFIG].server.access_log_listen, supervisor.on_request, (record,))
     await listener.start()
     yield
     await listener.close()
@@ -154,7 +182,13 @@ async def caddy_metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     # Activity from Caddy's per-host request counters, read by the reaper every tick.
     config, supervisor = app[CONFIG], app[SUPERVISOR]
     if config.server.activity is ActivitySource.METRICS:
-        metrics = app[CADDY_METRICS] = CaddyMetrics(app[CADDY], config, supervisor.site_name, supervisor.on_requests)
+        recorder = app[RECORDER]
+
+        def on_requests(site: str, count: int) -> None:
+            supervisor.on_requests(site, count)
+            recorder.counted(site, count)
+
+        metrics = app[CADDY_METRICS] = CaddyMetrics(app[CADDY], config, supervisor.site_name, on_requests)
         app[ROUTER].before_change = metrics.poll  # a reload starts the counters from zero: read them first
     yield
 
@@ -176,6 +210,15 @@ async def reaper_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def monitor_ctx(app: web.Application) -> AsyncIterator[None]:
     monitor = app[MONITOR] = Monitor(app[CONFIG], app[SUPERVISOR], app[RUNTIME], app[CGROUPS])
+    supervisor, recorder = app[SUPERVISOR], app[RECORDER]
+
+    def record(snapshot: Snapshot, seconds: float) -> None:  # the history's: memory, and each site's state
+        sites = supervisor.sites
+        limits = {name: site.config.memory_limit for name, site in sites.items()}
+        failing = {name: supervisor.lifecycle.failing(site) for name, site in sites.items()}
+        recorder.observe(snapshot.memory_used, limits, failing, seconds)
+
+    monitor.observers.append(record)
     yield
     await monitor.close()
 
@@ -280,6 +323,7 @@ def build_app(config: Config) -> web.Application:
             runtime_ctx,
             http_ctx,
             caddy_ctx,
+            history_ctx,
             supervisor_ctx,
             guard_ctx,
             accesslog_ctx,
@@ -333,6 +377,7 @@ class Server:
         await self.app[DEPLOYER].deploy_missing()  # sites with a source and no release yet: built now
         self.app[REAPER].loop.start()
         self.app[MONITOR].start()
+        self.app[RECORDER].loop.start()
         if BACKUPS in self.app:
             self.app[BACKUPS].start()
         log.info(

@@ -21,6 +21,7 @@ import aiohttp
 import orjson
 
 from activator import admin_client, statedir, statelock
+from activator.admin import report as history_report
 from activator.admin_client import NotRunning
 from activator.backups.restic import ResticFailed
 from activator.builds.releases import Releases
@@ -56,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         ("backups", "list the snapshots of each class, what each added, the last verification and failure"),
         ("restore", "restore a backup into a new folder: state, sources, a config pointing at them, images"),
         ("migrate", "back up everything now and write a bundle with the steps to move to a server of another size"),
+        ("recommend", "print limits that fit each site's peak memory of the last 7 days, and each site's cost"),
     ):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("-c", "--config", required=True, help="the TOML config file")
@@ -318,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 admin_client.print_releases(rows)
         elif args.command in ("backup", "backups", "restore", "migrate"):
             return _backups(config, args)
+        elif args.command == "recommend":
+            print("\n".join(asyncio.run(history_report.report(config, time.time()))))
         elif args.command == "up":
             from activator.app import serve
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from activator.config_admin import CostConfig, HistoryConfig, read_cost, read_history
 from activator.config_backups import BackupsConfig as BackupsConfig  # re-exported, as CaddyConfig
 from activator.config_backups import read_backups
 from activator.config_builds import BuildsConfig as BuildsConfig  # re-exported, as CaddyConfig
@@ -211,6 +212,8 @@ class Config:
     builds: BuildsConfig = field(default_factory=BuildsConfig)
     editor: EditorConfig = field(default_factory=EditorConfig)
     backups: BackupsConfig = field(default_factory=BackupsConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
 
     @property
     def uses_holders(self) -> bool:
@@ -415,6 +418,8 @@ def load_config(path: Path | str) -> Config:
     builds = read_builds(_Table(path, "builds", root.get("builds", dict, {})), path.parent)
     editor = read_editor(_Table(path, "editor", root.get("editor", dict, {})))
     backups = read_backups(_Table(path, "backups", root.get("backups", dict, {})), path.parent)
+    cost = read_cost(_Table(path, "cost", root.get("cost", dict, {})))
+    history = read_history(_Table(path, "history", root.get("history", dict, {})))
 
     d = _Table(path, "defaults", root.get("defaults", dict, {}))
     inherited = {key: d.get(key, convert, getattr(_BUILTIN, key)) for key, convert in _INHERITED.items()}
@@ -463,4 +468,6 @@ def load_config(path: Path | str) -> Config:
         builds=builds,
         editor=editor,
         backups=backups,
+        cost=cost,
+        history=history,
     )

@@ -79,6 +79,8 @@ class Monitor:
         self.cpu_lowered = False
         # More storage responses (the backups' retention): each returns what it did. Set once, at wiring.
         self.storage_responses: list[Callable[[], Awaitable[str]]] = []
+        # Told each tick's snapshot, and the seconds it covers (the history's recorder). Set once, at wiring.
+        self.observers: list[Callable[[Snapshot, float], None]] = []
         self._responding: set[asyncio.Task[None]] = set()
         self.loop = Periodic("monitor", config.server.monitor_interval, self._timed_tick)
         self.reconfigure(config)
@@ -129,6 +131,8 @@ class Monitor:
         for crossing in self.watch.observe(readings, limits):
             await self._crossed(crossing)
         self.snapshot = Snapshot(host, used, {m: lvl.name.lower() for m, lvl in self.watch.levels.items()})
+        for observe in self.observers:
+            observe(self.snapshot, self.config.server.monitor_interval)
 
         sustained = self.config.thresholds.sustained
         if self.watch.level("memory") is Level.CRITICAL:

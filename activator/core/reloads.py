@@ -27,7 +27,7 @@ CONTAINER_FIELDS = frozenset(
 )
 # Sections read once, at startup (listeners, Caddy's process, the holders' image): a reload that changes them
 # is refused, and changes nothing.
-RESTART_SECTIONS = ("server", "caddy", "holder", "editor", "backups")
+RESTART_SECTIONS = ("server", "caddy", "holder", "editor", "backups", "history")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 
 import orjson
 
@@ -17,24 +18,36 @@ ACCESS_LOGGER = "dialup"  # Caddy names the server's access logger http.log.acce
 MAX_LINE = 1 << 20
 
 
-def parse_line(line: bytes) -> tuple[str, float, float] | None:
-    """(host, start time, duration) of one access log entry, or None for anything else."""
+@dataclass(frozen=True)
+class Entry:
+    host: str
+    ts: float  # when the request started (unix seconds)
+    duration: float  # seconds
+    status: int  # 0 when Caddy logged none
+
+
+def parse_line(line: bytes) -> Entry | None:
+    """One access log entry, or None for anything else."""
     try:
         entry = orjson.loads(line)
         request = entry["request"]
         duration = float(entry.get("duration") or 0.0)
         # Caddy stamps an entry when the request ends; its start is what "last request" means for idleness.
-        return str(request["host"]), float(entry["ts"]) - duration, duration
+        return Entry(str(request["host"]), float(entry["ts"]) - duration, duration, int(entry.get("status") or 0))
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
 
 
 class AccessLogListener:
-    """A TCP listener Caddy's `net` log writer connects to; calls on_request(host, ts) per entry."""
+    """A TCP listener Caddy's `net` log writer connects to; calls on_request(host, ts) per entry, and each of
+    `also` with the whole entry (the history's recorder)."""
 
-    def __init__(self, listen: HostPort, on_request: Callable[[str, float], None]) -> None:
+    def __init__(
+        self, listen: HostPort, on_request: Callable[[str, float], None], also: tuple[Callable[[Entry], None], ...] = ()
+    ) -> None:
         self.listen = listen
         self.on_request = on_request
+        self.also = also
         self.lines = 0
         self._server: asyncio.Server | None = None
         self._readers: set[asyncio.Task[None]] = set()
@@ -59,7 +72,9 @@ class AccessLogListener:
                 parsed = parse_line(line)
                 if parsed is not None:
                     self.lines += 1
-                    self.on_request(parsed[0], parsed[1])
+                    self.on_request(parsed.host, parsed.ts)
+                    for observe in self.also:
+                        observe(parsed)
         except (ConnectionError, asyncio.LimitOverrunError, ValueError) as exc:
             log.warning("access log stream: %s", exc)
         except asyncio.CancelledError:

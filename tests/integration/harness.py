@@ -95,7 +95,7 @@ class Deployment:
         manage = caddy.pop("manage", True)
         tables = {
             key: server.pop(key)
-            for key in ("budget", "thresholds", "defaults", "holder", "builds", "editor", "backups")
+            for key in ("budget", "thresholds", "defaults", "holder", "builds", "editor", "backups", "cost", "history")
             if key in server
         }
         lines = [

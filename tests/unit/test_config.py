@@ -223,3 +223,17 @@ def test_a_static_site_caddy_serves_from_its_files_cannot_be_limited_or_scaled(t
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, text))
     assert "sites[0].rate_limit" in str(err.value) and "Caddy serves this static site's files" in str(err.value)
+
+
+def test_cost_and_history_tables(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[cost]\nmonthly = 25\ncurrency = "EUR"\n[history]\nhours = "30d"\n' + SITE))
+    assert (config.cost.monthly, config.cost.currency) == (25.0, "EUR")
+    assert (config.history.minutes, config.history.hours) == (86400.0, 30 * 86400.0)
+    for text, key in (
+        ("[cost]\nmonthly = -1\n", "cost.monthly"),
+        ('[history]\nminutes = "10m"\n', "history.minutes"),
+        ('[history]\nminutes = "2d"\nhours = "1d"\n', "history.hours"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            load_config(write(tmp_path, text + SITE))
+        assert key in str(err.value)
