@@ -12,8 +12,10 @@ from activator.core.thresholds import CLEAR_MARGIN
 
 ENGAGE_WINDOW = 2.0  # seconds: a rate above the limit over this long moves the site's route to the activator
 RELEASE_WINDOW = 10.0  # seconds: ... and one below the limit, less its margin, over this long moves it back
-CONGESTION_FACTOR = 0.5  # host congestion: the limits of non-persistent sites are this share of their own ...
-CONGESTION_LIMITS = {"static": "10/s", "other": "50/s"}  # ... and sites with none get the plan's zones
+# Host congestion: the limits of non-persistent sites are this share of their own. A site with no limit gets none:
+# the plan's zones (10/s static, 50/s apps) given to every lazy site would answer 429 to a cold start's burst of
+# requests that the operator never limited, and to a site that scales up for its load (measured).
+CONGESTION_FACTOR = 0.5
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m)\s*$")
 
@@ -77,8 +79,6 @@ def detour(held: float | None, recent: float, settled: float, limit: RateLimit) 
     return held < RELEASE_WINDOW or settled > limit.rate * (1 - CLEAR_MARGIN)
 
 
-def congestion_limit(limit: RateLimit | None, static: bool) -> RateLimit:
+def congestion_limit(limit: RateLimit) -> RateLimit:
     """A non-persistent site's limit while the host is congested."""
-    if limit is None:
-        return RateLimit.parse(CONGESTION_LIMITS["static" if static else "other"])
     return limit.scaled(CONGESTION_FACTOR)

@@ -18,7 +18,7 @@ from activator.core.ratelimit import (
 from activator.errors import RateLimited
 from activator.interfaces import Clock
 from activator.metrics import RATE_LIMITED
-from activator.model import EventKind, Kind, Strategy
+from activator.model import EventKind, Strategy
 from activator.supervisor.activity import Activity
 from activator.supervisor.lifecycle import Lifecycle
 from activator.supervisor.routes import Routes
@@ -48,14 +48,11 @@ class RateLimiter:
 
     def limit(self, site: Site) -> RateLimit | None:
         """The site's limit now: its own, or, while the host is congested and the site is not persistent, a
-        tighter one (core/ratelimit.py: CONGESTION_FACTOR of its own, or the plan's zone for its kind; a scalable
-        site without a limit of its own gets none)."""
+        tighter one (core/ratelimit.py: CONGESTION_FACTOR of it). A site without a limit has none, congested or not."""
         cfg = site.config
-        if cfg.replica_of or not self.congested or cfg.strategy is Strategy.PERSISTENT:
+        if cfg.rate_limit is None or cfg.replica_of or not self.congested or cfg.strategy is Strategy.PERSISTENT:
             return cfg.rate_limit
-        if cfg.strategy is Strategy.SCALABLE and cfg.rate_limit is None:
-            return None  # its answer to load is a second instance: a zone's limit would fight it (measured)
-        return congestion_limit(cfg.rate_limit, cfg.kind is Kind.STATIC)
+        return congestion_limit(cfg.rate_limit)
 
     def admit(self, site: Site) -> None:
         """Let a request for the site through, or raise RateLimited with the seconds until one would be."""

@@ -266,7 +266,12 @@ def _image(client: Any, context: Any, labels: dict[str, str], tag: str) -> str:
 
 
 async def test_sustained_cpu_warning_lowers_the_weight_and_tightens_the_limits_of_non_persistent_sites(deploy, images):
-    sites = [site("lazy", images["static"], idle_timeout="off"), site("home", images["static"], strategy="persistent")]
+    limit = {"rate_limit": "20/s"}
+    sites = [
+        site("lazy", images["static"], idle_timeout="off", **limit),
+        site("home", images["static"], strategy="persistent", **limit),
+        site("free", images["static"], idle_timeout="off"),  # no limit: none under congestion either
+    ]
     d = await deploy(sites, monitor_interval="200ms", thresholds={"cpu_warning": 0.01, "sustained": 2})
     async with aiohttp.ClientSession() as s:
         assert await fetch(s, d, "lazy.test") == (200, STATIC_BODY)
@@ -289,8 +294,9 @@ async def test_sustained_cpu_warning_lowers_the_weight_and_tightens_the_limits_o
         burner.join()
     assert _host_config(d, "lazy")["CpuShares"] == 128
     assert _host_config(d, "home")["CpuShares"] == 512
-    # The same congestion tightens rate limits: the lazy site (none of its own) gets the plan's static zone.
+    # The same congestion tightens rate limits: the lazy site's is halved, the persistent one's kept.
     tightened = [e["detail"] for e in await d.events("(host)") if e["kind"] == "limits_tightened"]
     assert len(tightened) == 1 and tightened[0].endswith("; lazy"), tightened
     status = await d.status()
-    assert status["lazy"]["rate_limit"] == "10/s (burst 10)" and status["home"]["rate_limit"] is None
+    assert status["lazy"]["rate_limit"] == "10/s (burst 10)" and status["home"]["rate_limit"] == "20/s (burst 20)"
+    assert status["free"]["rate_limit"] is None

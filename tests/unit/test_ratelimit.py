@@ -61,7 +61,6 @@ def test_the_route_moves_to_the_limiter_above_the_limit_and_back_below_it_less_i
     assert detour(held, recent, settled, RateLimit(5.0, 5)) is wanted
 
 
-def test_congestion_halves_a_limit_and_gives_the_plans_zones_to_sites_without_one() -> None:
-    assert congestion_limit(RateLimit(10.0, 20), static=False) == RateLimit(5.0, 10)
-    assert congestion_limit(None, static=True) == RateLimit(10.0, 10)
-    assert congestion_limit(None, static=False) == RateLimit(50.0, 50)
+def test_congestion_halves_a_limit() -> None:
+    assert congestion_limit(RateLimit(10.0, 20)) == RateLimit(5.0, 10)
+    assert congestion_limit(RateLimit(1.0, 1)) == RateLimit(0.5, 1)  # a burst of one at least
