@@ -308,7 +308,8 @@ async def admin_ctx(app: web.Application) -> AsyncIterator[None]:
     add_deploy_routes(admin, app[DEPLOYER], app[RELEASES])
     add_reload_route(admin, app[RELOADER])
     store, deployer = app[STORE], app[DEPLOYER]
-    admin.add_routes(panel.routes(status_body, lambda: store.db, lambda: deployer.config))  # the panel (issue 16)
+    recorder = app[RECORDER]
+    admin.add_routes(panel.routes(status_body, lambda: store.db, lambda: deployer.config, recorder.pending))
     runner = web.AppRunner(admin, access_log=None)
     await runner.setup()
     await web.SockSite(runner, bind_private(app[CONFIG].server.admin_socket)).start()  # 0600 from the start

@@ -33,6 +33,10 @@ def line_chart(title: str, series: Sequence[tuple[float, float | None]], unit: s
     if run:
         paths.append(run)
     lines = "".join(f'<polyline points="{" ".join(p)}" fill="none" stroke="currentColor"/>' for p in paths)
+    # Each figure a dot too: a lone one (a single busy minute) would draw no line.
+    lines += "".join(
+        f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="2" fill="currentColor"/>' for t, v in series if v is not None
+    )
     label = escape(f"{title} (max {top:g} {unit})")
     return (
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{label}">'

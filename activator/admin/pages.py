@@ -123,7 +123,7 @@ def overview(
     return _page("dialup", "".join(parts))
 
 
-WINDOWS = (("hour", HOUR, MINUTE), ("day", DAY, MINUTE), ("week", 7 * DAY, HOUR))
+WINDOWS = (("hour", HOUR, MINUTE), ("day", DAY, HOUR), ("week", 7 * DAY, HOUR))
 
 
 def site_page(name: str, points: Sequence[Point], now: float) -> str:
@@ -131,10 +131,10 @@ def site_page(name: str, points: Sequence[Point], now: float) -> str:
     parts = [f'<h1><a href="/panel">dialup</a> / {escape(name)}</h1>']
     for label, span, step in WINDOWS:
         start = int(now - span)
-        mine = [p for p in points if p.seconds == step and p.start >= start]
-        if step == MINUTE and label == "day":  # a day of minutes, shown by hour
-            mine = roll_up(mine, HOUR) + [p for p in points if p.seconds == HOUR and p.start >= start]
-            step = HOUR
+        recent = [p for p in points if p.start >= start]
+        # By the hour: the hours kept, and the minutes not rolled up yet, rolled up here.
+        minutes = [p for p in recent if p.seconds == MINUTE]
+        mine = minutes if step == MINUTE else [p for p in recent if p.seconds == HOUR] + roll_up(minutes, HOUR)
         figures: dict[str, list[tuple[int, float]]] = {
             "requests": [(p.start, float(p.requests)) for p in mine],
             "p95 ms": [(p.start, v) for p in mine if (v := p.percentile(0.95)) is not None and v != float("inf")],

@@ -4,6 +4,7 @@ acknowledge, and the page's own two files. Everything read from the status the a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from activator.admin.pages import CSP, SiteFigures, figures_of, overview, site_p
 from activator.admin.report import COST_DAYS, DAY, points_since
 from activator.config import Config
 from activator.core.cost import allocate, usage_of
+from activator.core.history import HOUR, MINUTE, Point, roll_up
 
 STATIC = Path(__file__).parent / "static"
 ALERT_KINDS = ("threshold", "crash", "oom", "start_failed", "backup_failed", "refused", "scale_refused", "caddy_down")
@@ -25,9 +27,11 @@ def _html(text: str) -> web.Response:
     return web.Response(text=text, content_type="text/html", headers={"Content-Security-Policy": CSP})
 
 
-async def site_figures(db: aiosqlite.Connection, config: Config, now: float) -> dict[str, SiteFigures]:
+async def site_figures(
+    db: aiosqlite.Connection, config: Config, now: float, pending: list[Point]
+) -> dict[str, SiteFigures]:
     history = History(db)
-    month = await points_since(history, now - COST_DAYS * DAY)
+    month = await points_since(history, now - COST_DAYS * DAY) + pending
     sites = list(config.container_sites)
     costs: dict[str, float] = {}
     if config.cost.monthly and month:
@@ -46,6 +50,7 @@ async def alerts(db: aiosqlite.Connection, since: float) -> list[dict[str, Any]]
     marks = ",".join("?" * len(ALERT_KINDS))
     query = (
         f"SELECT id, site, kind, detail FROM events WHERE kind IN ({marks}) AND ts >= ? "
+        "AND NOT (kind = 'threshold' AND detail LIKE '%(ok)') "  # a level back to ok calls for nothing
         "AND id NOT IN (SELECT event_id FROM alert_acks) ORDER BY id DESC LIMIT 20"
     )
     async with db.execute(query, (*ALERT_KINDS, since)) as cur:
@@ -61,14 +66,15 @@ async def timeline(db: aiosqlite.Connection) -> list[dict[str, Any]]:
         ]
 
 
-def routes(status: Any, db: Any, config: Any) -> list[web.RouteDef]:
-    """`status(request)`: the admin API's status body; `db()`: the database; `config()`: the config in force."""
+def routes(status: Any, db: Any, config: Any, pending: Callable[[], list[Point]]) -> list[web.RouteDef]:
+    """`status(request)`: the admin API's status body; `db()`: the database; `config()`: the config in force;
+    `pending()`: the minutes the recorder has not written yet (the one under way)."""
 
     async def page(request: web.Request) -> web.Response:
         now = time.time()
         conn, cfg = db(), config()
         body = await status(request)
-        shown = overview(body, await site_figures(conn, cfg, now), await timeline(conn),
+        shown = overview(body, await site_figures(conn, cfg, now, pending()), await timeline(conn),
                          await alerts(conn, now - 7 * DAY), cfg.cost.currency)  # fmt: skip
         return _html(shown)
 
@@ -77,7 +83,9 @@ def routes(status: Any, db: Any, config: Any) -> list[web.RouteDef]:
         if name not in {s.name for s in cfg.container_sites}:
             raise web.HTTPNotFound(text=f"no site {name!r}\n")
         now = time.time()
-        points = [p for p in await points_since(History(db()), now - 7 * DAY) if p.site == name]
+        found = [p for p in await points_since(History(db()), now - 7 * DAY) + pending() if p.site == name]
+        # A minute written and the same minute still under way (after a restart) are one.
+        points = [p for p in found if p.seconds == HOUR] + roll_up([p for p in found if p.seconds == MINUTE], MINUTE)
         return _html(site_page(name, points, now))
 
     async def acknowledge(request: web.Request) -> web.Response:
