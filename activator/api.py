@@ -52,6 +52,11 @@ def caddy_status(guard: CaddyGuard) -> dict[str, Any]:
 
 
 async def status(request: web.Request) -> web.Response:
+    return web.json_response(await status_body(request))
+
+
+async def status_body(request: web.Request) -> dict[str, Any]:
+    """What /status answers: the budget, the host, Caddy, builds, every site's row (and backups')."""
     sup, monitor, store = request.app[ADMIN_SUPERVISOR], request.app[ADMIN_MONITOR], request.app[ADMIN_STORE]
     counts = await store.site_counts()
     try:
@@ -85,7 +90,7 @@ async def status(request: web.Request) -> web.Response:
     }
     if ADMIN_BACKUPS in request.app:
         body["backups"] = request.app[ADMIN_BACKUPS].status()
-    return web.json_response(body)
+    return body
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -13,10 +13,11 @@ import aiohttp
 from aiohttp import web
 
 from activator import statedir, statelock
+from activator.admin import panel
 from activator.admin.history import History
 from activator.admin.recorder import Recorder, RecordingEvents
 from activator.admin_client import editor_origin
-from activator.api import ADMIN_BACKUPS, make_admin_app
+from activator.api import ADMIN_BACKUPS, make_admin_app, status_body
 from activator.backups.commands import live_images
 from activator.backups.scheduler import Scheduler
 from activator.backups.service import Backups, restic_for
@@ -306,6 +307,9 @@ async def admin_ctx(app: web.Application) -> AsyncIterator[None]:
         admin[ADMIN_BACKUPS] = app[BACKUPS]
     add_deploy_routes(admin, app[DEPLOYER], app[RELEASES])
     add_reload_route(admin, app[RELOADER])
+    store, deployer = app[STORE], app[DEPLOYER]
+    recorder = app[RECORDER]
+    admin.add_routes(panel.routes(status_body, lambda: store.db, lambda: deployer.config, recorder.pending))
     runner = web.AppRunner(admin, access_log=None)
     await runner.setup()
     await web.SockSite(runner, bind_private(app[CONFIG].server.admin_socket)).start()  # 0600 from the start

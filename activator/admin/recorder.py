@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Mapping
 
 from activator.admin.history import History
-from activator.core.history import HOUR, Minutes
+from activator.core.history import HOUR, Minutes, Point
 from activator.interfaces import EventLog
 from activator.model import EventKind
 from activator.periodic import Periodic
@@ -58,6 +58,10 @@ class Recorder:
         self.memory(used, limits, seconds)
         for site, failing in states.items():
             self.state(site, seconds, failing=failing)
+
+    def pending(self) -> list[Point]:
+        """The minutes not written yet: the panel adds them to the history's."""
+        return self._minutes.peek()
 
     # -- written -------------------------------------------------------------------------------------------
 

@@ -130,6 +130,10 @@ class Minutes:
     def cold_start(self, site: str, ts: float, ms: float) -> None:
         self._add(site, ts, cold_starts=1, cold_start_ms=ms)
 
+    def peek(self) -> list[Point]:
+        """The minutes not handed over yet (the one under way): for figures that are to be current."""
+        return sorted(self._open.values(), key=lambda p: (p.start, p.site))
+
     def take(self, now: float) -> list[Point]:
         """The minutes that ended by `now`, oldest first (an observation stamped later in one is not expected)."""
         done = [key for key in self._open if key[1] + MINUTE <= now]

@@ -38,3 +38,32 @@ async def test_requests_memory_and_starts_land_in_the_history(deploy, images):
     assert done.returncode == 0, done.stderr
     assert "cost over the last" in done.stdout and "  blog: $" in done.stdout, done.stdout
     assert "blog's peak in 7 days was" in done.stdout, done.stdout
+
+
+async def test_the_panel_on_the_admin_socket_shows_the_sites_their_charts_and_alerts(deploy, images):
+    d = await deploy(
+        [site("blog", images["pyapp"], kind="static"), site("broken", images["broken"], kind="static")],
+        activity="log", monitor_interval="200ms", cost={"monthly": 25},
+    )  # fmt: skip
+    async with aiohttp.ClientSession() as s:
+        for host in ("blog.test", "broken.test"):
+            async with s.get(d.url, headers={"Host": host}) as r:
+                assert r.status == (200 if host == "blog.test" else 503)
+    connector = aiohttp.UnixConnector(path=str(d.admin_socket))
+    async with aiohttp.ClientSession(connector=connector) as admin:
+        async with admin.get("http://localhost/panel") as r:
+            page = await r.text()
+            assert r.status == 200 and "script-src 'self'" in r.headers["Content-Security-Policy"]
+        assert 'href="/panel/sites/blog"' in page and 'href="/panel/sites/broken"' in page
+        assert "budget: " in page and "start_failed" in page  # the broken site's failure, an alert
+        alert = int(page.split('action="/panel/alerts/')[1].split("/")[0])
+        async with admin.post(f"http://localhost/panel/alerts/{alert}/ack", allow_redirects=False) as r:
+            assert r.status == 303
+        async with admin.get("http://localhost/panel") as r:
+            assert f'action="/panel/alerts/{alert}/ack"' not in await r.text()
+        async with admin.get("http://localhost/panel/sites/blog") as r:
+            assert r.status == 200 and (await r.text()).count('<svg class="chart"') == 12
+        async with admin.get("http://localhost/panel/panel.js") as r:
+            assert r.status == 200 and "sortedBy" in await r.text()
+        async with admin.get("http://localhost/panel/sites/nosuch") as r:
+            assert r.status == 404
