@@ -11,7 +11,19 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bench.report import RESULTS, Result, replot, table, write
-from bench.scenarios import activity, backups, density, deploys, editor, load, reloads, scaling, startup, throughput
+from bench.scenarios import (
+    activity,
+    backups,
+    density,
+    deploys,
+    editor,
+    load,
+    panel,
+    reloads,
+    scaling,
+    startup,
+    throughput,
+)
 
 SCENARIOS: dict[str, Callable[[bool], Awaitable[Result]]] = {
     "cold-start": startup.cold_start,
@@ -28,6 +40,7 @@ SCENARIOS: dict[str, Callable[[bool], Awaitable[Result]]] = {
     "editor": editor.editor,
     "backups": backups.backups,
     "scaling": scaling.scaling,
+    "panel": panel.panel,
 }
 
 

@@ -28,23 +28,18 @@ class SiteFigures:
     cost: float | None  # a month, by core/cost.py (None: no price set)
 
 
-def figures_of(points: Sequence[Point], now: float, cost: float | None) -> SiteFigures:
-    """From one site's points (minutes and hours, the last 30 days)."""
-    hour = [p for p in points if p.seconds == MINUTE and p.start >= now - HOUR]
-    requests = sum(p.requests for p in hour)
+def figures_of(hour: Sequence[Point], month: Point | None, today: Point | None, cost: float | None) -> SiteFigures:
+    """From one site's minute points of the last hour, and its totals over the last 30 days and since midnight."""
     latency = [0] * (len(LATENCY_BOUNDS_MS) + 1)
     for p in hour:
         latency = [a + b for a, b in zip(latency, p.latency, strict=True)]
     merged = Point("", 0, HOUR, latency=tuple(latency))
-    up = sum(p.up_seconds for p in points)
-    down = sum(p.down_seconds for p in points)
-    midnight = now - now % DAY
     return SiteFigures(
-        requests_per_minute=requests / 60,
+        requests_per_minute=sum(p.requests for p in hour) / 60,
         p95_ms=merged.percentile(0.95),
         errors=sum(p.errors for p in hour),
-        uptime=up / (up + down) if up + down else None,
-        cold_starts_today=sum(p.cold_starts for p in points if p.start >= midnight),
+        uptime=month.uptime if month else None,
+        cold_starts_today=today.cold_starts if today else 0,
         cost=cost,
     )
 

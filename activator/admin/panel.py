@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,10 @@ from aiohttp import web
 
 from activator.admin.history import History
 from activator.admin.pages import CSP, SiteFigures, figures_of, overview, site_page
-from activator.admin.report import COST_DAYS, DAY, points_since
+from activator.admin.report import COST_DAYS, DAY
 from activator.config import Config
 from activator.core.cost import allocate, usage_of
-from activator.core.history import HOUR, MINUTE, Point, roll_up
+from activator.core.history import HOUR, MINUTE, Point, merge, roll_up
 
 STATIC = Path(__file__).parent / "static"
 ALERT_KINDS = ("threshold", "crash", "oom", "start_failed", "backup_failed", "refused", "scale_refused", "caddy_down")
@@ -31,17 +32,31 @@ async def site_figures(
     db: aiosqlite.Connection, config: Config, now: float, pending: list[Point]
 ) -> dict[str, SiteFigures]:
     history = History(db)
-    month = await points_since(history, now - COST_DAYS * DAY) + pending
+    month = _with(await history.totals(int(now - COST_DAYS * DAY)), pending)
+    today = _with(await history.totals(int(now - now % DAY)), [p for p in pending if p.start >= now - now % DAY])
+    recent = await history.points(seconds=MINUTE, since=int(now - HOUR)) + pending
+    hour = roll_up([p for p in recent if p.seconds == MINUTE and p.start >= now - HOUR], MINUTE)
     sites = list(config.container_sites)
     costs: dict[str, float] = {}
     if config.cost.monthly and month:
-        hours = max(3600.0, now - min(p.start for p in month)) / 3600
-        usages = [usage_of(s.name, (p for p in month if p.site == s.name), s.memory_limit) for s in sites]
+        hours = max(3600.0, now - min(p.start for p in month.values())) / 3600
+        usages = [usage_of(s.name, [month[s.name]] if s.name in month else [], s.memory_limit) for s in sites]
         costs = {c.site: c.cost for c in allocate(config.cost.monthly, config.budget.memory * hours, usages).charges}
     return {
-        s.name: figures_of([p for p in month if p.site == s.name], now, costs.get(s.name) if costs else None)
+        s.name: figures_of(
+            [p for p in hour if p.site == s.name], month.get(s.name), today.get(s.name), costs.get(s.name)
+        )
         for s in sites
     }
+
+
+def _with(totals: dict[str, Point], pending: list[Point]) -> dict[str, Point]:
+    """Totals with the minutes not written yet added (each site's oldest start kept)."""
+    found = dict(totals)
+    for p in pending:
+        there = found.get(p.site)
+        found[p.site] = merge(there, p) if there is not None else replace(p, seconds=0)
+    return found
 
 
 async def alerts(db: aiosqlite.Connection, since: float) -> list[dict[str, Any]]:
@@ -83,7 +98,11 @@ def routes(status: Any, db: Any, config: Any, pending: Callable[[], list[Point]]
         if name not in {s.name for s in cfg.container_sites}:
             raise web.HTTPNotFound(text=f"no site {name!r}\n")
         now = time.time()
-        found = [p for p in await points_since(History(db()), now - 7 * DAY) + pending() if p.site == name]
+        history = History(db())
+        since = int(now - 7 * DAY)
+        kept = await history.points(seconds=HOUR, site=name, since=since)
+        kept += await history.points(seconds=MINUTE, site=name, since=since)
+        found = kept + [p for p in pending() if p.site == name]
         # A minute written and the same minute still under way (after a restart) are one.
         points = [p for p in found if p.seconds == HOUR] + roll_up([p for p in found if p.seconds == MINUTE], MINUTE)
         return _html(site_page(name, points, now))

@@ -4,7 +4,6 @@ memory from the monitor, starts from the event log, written by minute (the minut
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 
 import aiohttp
@@ -24,9 +23,10 @@ async def test_requests_memory_and_starts_land_in_the_history(deploy, images):
     assert d.proc is not None
     await asyncio.to_thread(lambda: (d.proc.terminate(), d.proc.wait(20)))  # type: ignore[union-attr]
     with sqlite3.connect(d.dir / "state" / "system" / "dialup.db") as db:
-        rows = db.execute("SELECT site, seconds, figures FROM history WHERE site = 'blog'").fetchall()
-    assert rows and {seconds for _, seconds, _ in rows} == {60}
-    figures = [json.loads(f) for _, _, f in rows]
+        db.row_factory = sqlite3.Row
+        rows = db.execute("SELECT * FROM history WHERE site = 'blog'").fetchall()
+    assert rows and {row["seconds"] for row in rows} == {60}
+    figures = [{**dict(row), "latency": [int(n) for n in row["latency"].split(",")]} for row in rows]
     assert sum(f["requests"] for f in figures) == 10
     assert sum(f["errors"] for f in figures) == 0
     latency = [sum(column) for column in zip(*(f["latency"] for f in figures), strict=True)]

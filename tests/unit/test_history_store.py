@@ -63,3 +63,19 @@ async def test_a_minute_written_twice_adds_up(tmp_path: Path) -> None:
         await history.write([minute("blog", T0, 4)])
         (point,) = await history.points(seconds=MINUTE)
         assert point.requests == 7 and point.memory_peak == 4 << 20 and point.readings == 2
+
+
+async def test_totals_are_summed_by_sqlite_as_rolling_up_would(tmp_path: Path) -> None:
+    async with aiosqlite.connect(tmp_path / "h.db") as db:
+        history = History(db)
+        await history.open()
+        points = [minute(site, T0 + m * MINUTE, (m * 7) % 50) for m in range(180) for site in ("blog", "api")]
+        await history.write(points)
+        totals = await history.totals(T0 + 60 * MINUTE)
+        for site in ("blog", "api"):
+            (rolled,) = roll_up([p for p in points if p.site == site and p.start >= T0 + 3600], 3 * HOUR)
+            got = totals[site]
+            assert (got.requests, got.errors, got.memory_peak, got.readings, got.up_seconds) == (
+                rolled.requests, rolled.errors, rolled.memory_peak, rolled.readings, rolled.up_seconds,
+            )  # fmt: skip
+            assert got.start == T0 + 3600

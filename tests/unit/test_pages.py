@@ -16,11 +16,13 @@ def minute(start: int, n: int, ms_bucket: int = 2, cold: int = 0) -> Point:
                  up_seconds=60.0, cold_starts=cold)  # fmt: skip
 
 
-def test_figures_of_a_sites_last_hour_and_day() -> None:
-    points = [minute(int(NOW) - 60 * (i + 1) - int(NOW) % 60, 30, cold=1 if i == 0 else 0) for i in range(90)]
-    f = figures_of(points, NOW, 1.25)
+def test_figures_of_a_sites_last_hour_its_month_and_its_day() -> None:
+    hour = [minute(int(NOW) - 60 * (i + 1) - int(NOW) % 60, 30) for i in range(60)]
+    month = Point("blog", 0, 0, up_seconds=990.0, down_seconds=10.0)
+    f = figures_of(hour, month, Point("blog", 0, 0, cold_starts=2), 1.25)
     assert f.requests_per_minute == 30.0 and f.errors == 3 * 60 and f.p95_ms == 25.0
-    assert f.uptime == 1.0 and f.cold_starts_today == 1 and f.cost == 1.25
+    assert f.uptime == 0.99 and f.cold_starts_today == 2 and f.cost == 1.25
+    assert figures_of([], None, None, None).uptime is None
 
 
 STATUS = {
@@ -34,7 +36,7 @@ STATUS = {
 
 
 def test_the_overview_lists_every_site_with_sort_keys_alerts_and_the_timeline() -> None:
-    f = figures_of([minute(int(NOW) - 120, 12)], NOW, 0.8)
+    f = figures_of([minute(int(NOW) - 120, 12)], None, None, 0.8)
     html = overview(
         STATUS,
         {"blog": f},
