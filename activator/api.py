@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from activator.backups.scheduler import Scheduler
@@ -97,8 +99,27 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+
+
+@web.middleware
+async def local_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The admin socket is reached by dialup's commands (Host: localhost, no Origin) or by a browser through a
+    forward of the socket (`ssh -L`, for the panel). A page elsewhere in that browser must not use it: a Host
+    that is not a local name (DNS rebinding) is refused, and so is a change (POST) whose Origin is not the
+    page's own (a cross-site form)."""
+    host = (request.host or "").lower()
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if name not in LOCAL_HOSTS:
+        raise web.HTTPForbidden(text="the admin API answers local names only\n")
+    origin = request.headers.get("Origin")
+    if request.method not in ("GET", "HEAD") and origin is not None and urlsplit(origin).netloc.lower() != host:
+        raise web.HTTPForbidden(text="a change from another page's origin is refused\n")
+    return await handler(request)
+
+
 def make_admin_app(supervisor: Supervisor, store: Store, monitor: Monitor, guard: CaddyGuard) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[local_only])
     app[ADMIN_GUARD] = guard
     app[ADMIN_SUPERVISOR] = supervisor
     app[ADMIN_STORE] = store
