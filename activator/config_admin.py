@@ -3,10 +3,9 @@ and how long the per-site history is kept."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from activator.config_values import _non_negative, _number, _Table, _typed, parse_duration
+from activator.config_values import _at_least, _non_negative, _number, _Table, _typed, parse_duration
 
 DAY = 86400.0
 
@@ -40,19 +39,9 @@ def read_cost(t: _Table) -> CostConfig:
     return cost
 
 
-def _at_least(low: float, what: str) -> Callable[[object], float]:
-    def convert(value: object) -> float:
-        seconds = parse_duration(value)
-        if seconds < low:
-            raise ValueError(f"must be at least {what}")
-        return seconds
-
-    return convert
-
-
 def read_history(t: _Table) -> HistoryConfig:
     d = HistoryConfig()
-    minutes = t.get("minutes", _at_least(3600.0, "1h"), d.minutes)
-    history = HistoryConfig(minutes=minutes, hours=t.get("hours", _at_least(minutes, "history.minutes"), d.hours))
+    minutes = t.get("minutes", _at_least(3600.0, parse_duration), d.minutes)
+    history = HistoryConfig(minutes=minutes, hours=t.get("hours", _at_least(minutes, parse_duration), d.hours))
     t.done()
     return history

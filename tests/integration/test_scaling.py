@@ -53,6 +53,15 @@ async def row(d: Any, name: str) -> dict[str, Any]:
     return (await d.status())[name]
 
 
+async def instances(d: Any, n: int, limit: float, what: str) -> None:
+    """Wait until api's status shows `n` instances serving."""
+
+    async def reached() -> bool:
+        return bool((await row(d, "api"))["instances"] == n)
+
+    await until(reached, limit, what)
+
+
 def kinds(events: list[dict[str, Any]]) -> list[str]:
     return [e["kind"] for e in events]
 
@@ -67,10 +76,7 @@ async def test_a_scalable_site_gets_a_second_instance_under_load_and_loses_it_af
         load = Load(d, "api.test")
         load.start(s, rate=20)
 
-        async def two() -> bool:
-            return (await row(d, "api"))["instances"] == 2
-
-        await until(two, 30, "a second instance")
+        await instances(d, 2, 30, "a second instance")
         assert docker_status(d.container("api.2")) == "running"
         await until(lambda: len(load.instances()) == 2, 15, "answers from both instances, through Caddy")
         await load.stop()
@@ -85,10 +91,7 @@ async def test_a_scalable_site_gets_a_second_instance_under_load_and_loses_it_af
         trickle = Load(d, "api.test", "/slow?s=1.5")
         trickle.start(s, rate=1 / 3, workers=1)
 
-        async def one() -> bool:
-            return (await row(d, "api"))["instances"] == 1
-
-        await until(one, 60, "back to one instance")
+        await instances(d, 1, 60, "back to one instance")
         await until(lambda: docker_status(d.container("api.2")) == "exited", 15, "the second instance stopped")
         await trickle.stop()
     assert load.statuses() == Counter({200: len(load.answers)}), load.statuses()
@@ -134,10 +137,7 @@ async def test_a_restart_of_the_activator_keeps_both_instances(deploy, images):
         load = Load(d, "api.test")
         load.start(s, rate=20)
 
-        async def two() -> bool:
-            return (await row(d, "api"))["instances"] == 2
-
-        await until(two, 30, "a second instance")
+        await instances(d, 2, 30, "a second instance")
         await until(lambda: len(load.instances()) == 2, 15, "answers from both instances")
         await load.stop()
         began = {name: started_at(d.container(name)) for name in ("api", "api.2")}
